@@ -1,0 +1,1 @@
+"""pytest plugin (entry point ``pytest11``): options, marker, fixture and summary for gradcheck."""
