@@ -1,0 +1,18 @@
+"""Every public class of ``layers`` has a registered case, so the CLI and the fuzz tests check it.
+
+Each case is built at its smallest dimensions and counts for the class of the layer it builds
+(a composite such as AttentionSeq2seq covers itself, not its parts).
+"""
+
+import layers
+from gradcheck import registered_cases
+
+
+def test_every_public_layer_class_has_a_registered_case():
+    public = {name for name in layers.__all__ if isinstance(getattr(layers, name), type)}
+    covered = {type(case.build(0)[0]).__name__ for case in registered_cases("layers")}
+    missing = sorted(public - covered)
+    assert not missing, (
+        f"no registered case builds {', '.join(missing)}; add a @gradcheck.case for each in "
+        "layers/cases.py"
+    )
