@@ -1,5 +1,6 @@
 """NumPy layers and sequence-to-sequence models of *Deep Learning from Scratch 2*, ch. 7-8."""
 
+from layers.attention import Attention, AttentionWeight, TimeAttention, WeightSum
 from layers.basic import (
     Affine,
     Dropout,
@@ -11,6 +12,16 @@ from layers.basic import (
     SoftmaxWithLoss,
 )
 from layers.recurrent import GRU, LSTM, RNN, TimeBiLSTM, TimeGRU, TimeLSTM, TimeRNN
+from layers.seq2seq import (
+    AttentionDecoder,
+    AttentionEncoder,
+    AttentionSeq2seq,
+    Decoder,
+    Encoder,
+    PeekyDecoder,
+    PeekySeq2seq,
+    Seq2seq,
+)
 from layers.time import TimeAffine, TimeDropout, TimeEmbedding, TimeSoftmaxWithLoss
 
 __all__: list[str] = [
@@ -18,14 +29,25 @@ __all__: list[str] = [
     "LSTM",
     "RNN",
     "Affine",
+    "Attention",
+    "AttentionDecoder",
+    "AttentionEncoder",
+    "AttentionSeq2seq",
+    "AttentionWeight",
+    "Decoder",
     "Dropout",
     "Embedding",
+    "Encoder",
     "MatMul",
+    "PeekyDecoder",
+    "PeekySeq2seq",
     "ReLU",
+    "Seq2seq",
     "Sigmoid",
     "Softmax",
     "SoftmaxWithLoss",
     "TimeAffine",
+    "TimeAttention",
     "TimeBiLSTM",
     "TimeDropout",
     "TimeEmbedding",
@@ -33,6 +55,7 @@ __all__: list[str] = [
     "TimeLSTM",
     "TimeRNN",
     "TimeSoftmaxWithLoss",
+    "WeightSum",
 ]
 
 from layers import cases as _cases  # noqa: F401

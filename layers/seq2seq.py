@@ -1,0 +1,513 @@
+"""Encoder-decoder models of *Deep Learning from Scratch 2*, ch. 7-8, the blog copy's bugs fixed.
+
+An encoder reads the question xs (N, Te) of token ids; a decoder, started from the encoder's last
+hidden state, predicts the answer one token ahead. Three decoders: the plain one, the "peeky" one
+that also sees the encoder's state at every step, and the attention one that looks back at every
+encoder state (its affine layer is (2H, V): context and hidden state side by side).
+
+Models: ``Seq2seq``, ``PeekySeq2seq``, ``AttentionSeq2seq``, all built as
+``(vocab_size, wordvec_size, hidden_size, *, dtype=np.float32, rng=None)`` with the book's
+initial scales, ``forward(xs, ts) -> loss`` (decoder input ``ts[:, :-1]``, target ``ts[:, 1:]``),
+``backward(dout=1)``, ``generate(xs, start_id, sample_size) -> (N, sample_size)`` ids,
+``save_params(path)`` and ``load_params(path)`` (.npz keyed by ``param_names``, no pickle).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from layers.attention import TimeAttention
+from layers.recurrent import TimeLSTM
+from layers.time import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
+
+__all__ = [
+    "AttentionDecoder",
+    "AttentionEncoder",
+    "AttentionSeq2seq",
+    "Decoder",
+    "Encoder",
+    "PeekyDecoder",
+    "PeekySeq2seq",
+    "Seq2seq",
+]
+
+RngLike = int | np.random.Generator | None
+
+
+def _init(rng: np.random.Generator, shape: tuple[int, ...], fan_in: float, dtype) -> np.ndarray:
+    """Standard normal weights scaled by 1 / fan_in (the book: 100 for embeddings, sqrt(D) else)."""
+    return (rng.standard_normal(shape) / fan_in).astype(dtype)
+
+
+def _check_sizes(where: str, **sizes: int) -> None:
+    for name, size in sizes.items():
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"{where}: {name}={size!r} must be an int >= 1")
+
+
+def _check_ids(where: str, name: str, ids: object, vocab_size: int, *, allow: int | None = None):
+    """Token ids: an integer array (N, T), N, T >= 1, every id in [0, V) (or equal to ``allow``)."""
+    if not isinstance(ids, np.ndarray) or ids.dtype.kind not in "iu":
+        kind = getattr(ids, "dtype", type(ids).__name__)
+        raise TypeError(
+            f"{where}: {name} must be an integer ndarray (N, T) of token ids, got {kind}"
+        )
+    if ids.ndim != 2 or 0 in ids.shape:
+        raise ValueError(
+            f"{where}: expected {name} of shape (N, T) with N, T >= 1, got {ids.shape}"
+        )
+    valid = (ids >= 0) & (ids < vocab_size)
+    if allow is not None:
+        valid |= ids == allow
+    if not valid.all():
+        bad = tuple(int(i) for i in np.argwhere(~valid)[0])
+        raise ValueError(
+            f"{where}: {name}{list(bad)} = {ids[bad]} is not a token id in [0, {vocab_size})"
+            + (f" or {allow}" if allow is not None else "")
+        )
+
+
+def _check_state(where: str, name: str, x: object, expected: tuple[int, ...], letters: str):
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        kind = getattr(x, "dtype", type(x).__name__)
+        raise TypeError(f"{where}: {name} must be a float ndarray {letters}, got {kind}")
+    wrong = x.ndim != len(expected) or 0 in x.shape
+    if wrong or any(e is not None and e != g for g, e in zip(x.shape, expected, strict=True)):
+        shown = "(" + ", ".join("_" if e is None else str(e) for e in expected) + ")"
+        raise ValueError(f"{where}: expected {name} of shape {letters} = {shown}, got {x.shape}")
+
+
+def _check_generate(where: str, start_id: int, sample_size: int, vocab_size: int) -> None:
+    if not isinstance(start_id, (int, np.integer)) or not 0 <= start_id < vocab_size:
+        raise ValueError(f"{where}: start_id={start_id!r} must be a token id in [0, {vocab_size})")
+    if not isinstance(sample_size, (int, np.integer)) or sample_size < 0:
+        raise ValueError(f"{where}: sample_size={sample_size!r} must be an int >= 0")
+
+
+def _greedy(step, N: int, start_id: int, sample_size: int) -> np.ndarray:
+    """Feed each step's most likely token to the next: ids (N, sample_size), start_id left out."""
+    ids = np.full((N, 1), start_id, dtype=np.int64)
+    sampled = np.empty((N, sample_size), dtype=np.int64)
+    for t in range(sample_size):
+        ids = step(ids).argmax(axis=2)  # scores (N, 1, V) -> ids (N, 1)
+        sampled[:, t] = ids[:, 0]
+    return sampled
+
+
+def _named(prefix: str, layers: dict[str, object]) -> tuple[list, list, list[str]]:
+    """The parts' own params and grads (same objects) and their dotted names."""
+    params, grads, names = [], [], []
+    for part_name, layer in layers.items():
+        params += layer.params
+        grads += layer.grads
+        names += [f"{prefix}{part_name}.{n}" for n in layer.param_names]
+    return params, grads, names
+
+
+class Encoder:
+    """Reads the question and hands the decoder its last hidden state.
+
+    Params: embed.W (V, D), lstm.Wx (D, 4H), lstm.Wh (H, 4H), lstm.b (4H,).
+    forward: xs (N, Te) token ids -> h (N, H), the last hidden state
+    backward: dh (N, H) -> None (token ids have no gradient)
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        wordvec_size: int,
+        hidden_size: int,
+        *,
+        dtype=np.float32,
+        rng: RngLike = None,
+    ) -> None:
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        _check_sizes(type(self).__name__, vocab_size=V, wordvec_size=D, hidden_size=H)
+        rng = np.random.default_rng(rng)
+        self.vocab_size, self.hidden_size = V, H
+        self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
+        self.lstm = TimeLSTM(
+            _init(rng, (D, 4 * H), np.sqrt(D), dtype),
+            _init(rng, (H, 4 * H), np.sqrt(H), dtype),
+            np.zeros(4 * H, dtype=dtype),
+            stateful=False,
+        )
+        self.params, self.grads, self.param_names = _named(
+            "", {"embed": self.embed, "lstm": self.lstm}
+        )
+        self.hs_shape: tuple[int, ...] | None = None
+
+    def _encode(self, xs: np.ndarray) -> np.ndarray:
+        _check_ids(f"{type(self).__name__}.forward", "xs", xs, self.vocab_size)
+        hs = self.lstm.forward(self.embed.forward(xs))
+        self.hs_shape = hs.shape
+        return hs
+
+    def forward(self, xs: np.ndarray) -> np.ndarray:
+        return self._encode(xs)[:, -1, :].copy()
+
+    def backward(self, dh: np.ndarray) -> None:
+        dhs = np.zeros(self.hs_shape, dtype=dh.dtype)
+        dhs[:, -1, :] = dh
+        self.embed.backward(self.lstm.backward(dhs))
+        return None
+
+
+class AttentionEncoder(Encoder):
+    """The encoder of the attention model: hands the decoder every hidden state, not just the last.
+
+    Params: embed.W (V, D), lstm.Wx (D, 4H), lstm.Wh (H, 4H), lstm.b (4H,).
+    forward: xs (N, Te) token ids -> hs (N, Te, H)
+    backward: dhs (N, Te, H) -> None
+    """
+
+    def forward(self, xs: np.ndarray) -> np.ndarray:
+        return self._encode(xs)
+
+    def backward(self, dhs: np.ndarray) -> None:
+        self.embed.backward(self.lstm.backward(dhs))
+        return None
+
+
+class Decoder:
+    """Predicts each next token from the previous one, starting from the encoder's state h.
+
+    The initial cell state is zero; the gradient of the loss with respect to h (the decoder
+    LSTM's ``dh``) is returned so the encoder learns through it.
+    Params: embed.W (V, D), lstm.Wx (D, 4H), lstm.Wh (H, 4H), lstm.b (4H,), affine.W (H, V),
+    affine.b (V,).
+    forward: xs (N, Td) token ids, h (N, H) -> scores (N, Td, V)
+    backward: dscores (N, Td, V) -> (None, dh (N, H))
+    generate: h (N, H), start_id, sample_size -> ids (N, sample_size), greedy
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        wordvec_size: int,
+        hidden_size: int,
+        *,
+        dtype=np.float32,
+        rng: RngLike = None,
+    ) -> None:
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        _check_sizes(type(self).__name__, vocab_size=V, wordvec_size=D, hidden_size=H)
+        rng = np.random.default_rng(rng)
+        self.vocab_size, self.hidden_size = V, H
+        self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
+        self.lstm = TimeLSTM(
+            _init(rng, (D, 4 * H), np.sqrt(D), dtype),
+            _init(rng, (H, 4 * H), np.sqrt(H), dtype),
+            np.zeros(4 * H, dtype=dtype),
+            stateful=True,
+        )
+        self.affine = TimeAffine(_init(rng, (H, V), np.sqrt(H), dtype), np.zeros(V, dtype=dtype))
+        parts = {"embed": self.embed, "lstm": self.lstm, "affine": self.affine}
+        self.params, self.grads, self.param_names = _named("", parts)
+
+    def _start(self, where: str, h: np.ndarray, N: int | None) -> None:
+        _check_state(where, "h", h, (N, self.hidden_size), "(N, H)")
+        self.lstm.set_state(h)
+
+    def _step(self, ids: np.ndarray) -> np.ndarray:
+        return self.affine.forward(self.lstm.forward(self.embed.forward(ids)))
+
+    def forward(self, xs: np.ndarray, h: np.ndarray) -> np.ndarray:
+        where = f"{type(self).__name__}.forward"
+        _check_ids(where, "xs", xs, self.vocab_size)
+        self._start(where, h, xs.shape[0])
+        return self._step(xs)
+
+    def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
+        dxs = self.lstm.backward(self.affine.backward(dscores))
+        self.embed.backward(dxs)
+        return None, self.lstm.dh
+
+    def generate(self, h: np.ndarray, start_id: int, sample_size: int) -> np.ndarray:
+        where = f"{type(self).__name__}.generate"
+        _check_generate(where, start_id, sample_size, self.vocab_size)
+        self._start(where, h, None)
+        return _greedy(self._step, h.shape[0], start_id, sample_size)
+
+
+class PeekyDecoder:
+    """A decoder that sees the encoder's state h at every step, beside the input and the output.
+
+    h is concatenated before the embedded token (LSTM input (H + D)) and before the LSTM output
+    (affine input (2H)); it is also the LSTM's initial state, so dh sums all three uses.
+    Params: embed.W (V, D), lstm.Wx (H + D, 4H), lstm.Wh (H, 4H), lstm.b (4H,),
+    affine.W (2H, V), affine.b (V,).
+    forward: xs (N, Td) token ids, h (N, H) -> scores (N, Td, V)
+    backward: dscores (N, Td, V) -> (None, dh (N, H))
+    generate: h (N, H), start_id, sample_size -> ids (N, sample_size), greedy
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        wordvec_size: int,
+        hidden_size: int,
+        *,
+        dtype=np.float32,
+        rng: RngLike = None,
+    ) -> None:
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        _check_sizes(type(self).__name__, vocab_size=V, wordvec_size=D, hidden_size=H)
+        rng = np.random.default_rng(rng)
+        self.vocab_size, self.hidden_size = V, H
+        self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
+        self.lstm = TimeLSTM(
+            _init(rng, (H + D, 4 * H), np.sqrt(H + D), dtype),
+            _init(rng, (H, 4 * H), np.sqrt(H), dtype),
+            np.zeros(4 * H, dtype=dtype),
+            stateful=True,
+        )
+        self.affine = TimeAffine(
+            _init(rng, (2 * H, V), np.sqrt(2 * H), dtype), np.zeros(V, dtype=dtype)
+        )
+        parts = {"embed": self.embed, "lstm": self.lstm, "affine": self.affine}
+        self.params, self.grads, self.param_names = _named("", parts)
+        self.h: np.ndarray | None = None
+
+    def _start(self, where: str, h: np.ndarray, N: int | None) -> None:
+        _check_state(where, "h", h, (N, self.hidden_size), "(N, H)")
+        self.lstm.set_state(h)
+        self.h = h
+
+    def _step(self, ids: np.ndarray) -> np.ndarray:
+        N, T = ids.shape
+        hs = np.broadcast_to(self.h[:, None, :], (N, T, self.hidden_size))
+        out = self.lstm.forward(np.concatenate((hs, self.embed.forward(ids)), axis=2))
+        return self.affine.forward(np.concatenate((hs, out), axis=2))
+
+    def forward(self, xs: np.ndarray, h: np.ndarray) -> np.ndarray:
+        where = f"{type(self).__name__}.forward"
+        _check_ids(where, "xs", xs, self.vocab_size)
+        self._start(where, h, xs.shape[0])
+        return self._step(xs)
+
+    def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
+        H = self.hidden_size
+        dout = self.affine.backward(dscores)
+        dhs_affine, dout = dout[:, :, :H], dout[:, :, H:]
+        dout = self.lstm.backward(dout)
+        dhs_lstm, dembed = dout[:, :, :H], dout[:, :, H:]
+        self.embed.backward(dembed)
+        return None, self.lstm.dh + (dhs_affine + dhs_lstm).sum(axis=1)
+
+    def generate(self, h: np.ndarray, start_id: int, sample_size: int) -> np.ndarray:
+        where = f"{type(self).__name__}.generate"
+        _check_generate(where, start_id, sample_size, self.vocab_size)
+        self._start(where, h, None)
+        return _greedy(self._step, h.shape[0], start_id, sample_size)
+
+
+class AttentionDecoder:
+    """A decoder that attends over every encoder state at every step.
+
+    Not a subclass of ``Decoder`` (the blog copy's is, and inherits an (H, V) affine): its affine
+    reads the context and the hidden state side by side, (2H, V). It starts from the encoder's
+    last state ``enc_hs[:, -1]``, so that column's gradient also receives the LSTM's ``dh`` (the
+    blog copy adds it to the wrong array and the encoder never learns through it). Keeps the
+    weights of its last call in ``attention_weights`` (N, Td, Te), forward or generate.
+    Params: embed.W (V, D), lstm.Wx (D, 4H), lstm.Wh (H, 4H), lstm.b (4H,), affine.W (2H, V),
+    affine.b (V,).
+    forward: xs (N, Td) token ids, enc_hs (N, Te, H) -> scores (N, Td, V)
+    backward: dscores (N, Td, V) -> (None, denc_hs (N, Te, H))
+    generate: enc_hs (N, Te, H), start_id, sample_size -> ids (N, sample_size), greedy
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        wordvec_size: int,
+        hidden_size: int,
+        *,
+        dtype=np.float32,
+        rng: RngLike = None,
+    ) -> None:
+        V, D, H = vocab_size, wordvec_size, hidden_size
+        _check_sizes(type(self).__name__, vocab_size=V, wordvec_size=D, hidden_size=H)
+        rng = np.random.default_rng(rng)
+        self.vocab_size, self.hidden_size = V, H
+        self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
+        self.lstm = TimeLSTM(
+            _init(rng, (D, 4 * H), np.sqrt(D), dtype),
+            _init(rng, (H, 4 * H), np.sqrt(H), dtype),
+            np.zeros(4 * H, dtype=dtype),
+            stateful=True,
+        )
+        self.attention = TimeAttention()
+        self.affine = TimeAffine(
+            _init(rng, (2 * H, V), np.sqrt(2 * H), dtype), np.zeros(V, dtype=dtype)
+        )
+        parts = {
+            "embed": self.embed,
+            "lstm": self.lstm,
+            "attention": self.attention,
+            "affine": self.affine,
+        }
+        self.params, self.grads, self.param_names = _named("", parts)
+        self.enc_hs: np.ndarray | None = None
+        self.attention_weights: np.ndarray | None = None
+
+    def _start(self, where: str, enc_hs: np.ndarray, N: int | None) -> None:
+        _check_state(where, "enc_hs", enc_hs, (N, None, self.hidden_size), "(N, Te, H)")
+        self.lstm.set_state(enc_hs[:, -1])
+        self.enc_hs = enc_hs
+
+    def _step(self, ids: np.ndarray) -> np.ndarray:
+        dec_hs = self.lstm.forward(self.embed.forward(ids))
+        cs = self.attention.forward(self.enc_hs, dec_hs)
+        return self.affine.forward(np.concatenate((cs, dec_hs), axis=2))
+
+    def forward(self, xs: np.ndarray, enc_hs: np.ndarray) -> np.ndarray:
+        where = f"{type(self).__name__}.forward"
+        _check_ids(where, "xs", xs, self.vocab_size)
+        self._start(where, enc_hs, xs.shape[0])
+        scores = self._step(xs)
+        self.attention_weights = self.attention.attention_weights
+        return scores
+
+    def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
+        H = self.hidden_size
+        dout = self.affine.backward(dscores)
+        dcs, ddec_hs = dout[:, :, :H], dout[:, :, H:]
+        denc_hs, ddec_hs_attention = self.attention.backward(dcs)
+        dxs = self.lstm.backward(ddec_hs + ddec_hs_attention)
+        self.embed.backward(dxs)
+        denc_hs[:, -1] += self.lstm.dh  # the initial state is enc_hs[:, -1]
+        return None, denc_hs
+
+    def generate(self, enc_hs: np.ndarray, start_id: int, sample_size: int) -> np.ndarray:
+        where = f"{type(self).__name__}.generate"
+        _check_generate(where, start_id, sample_size, self.vocab_size)
+        self._start(where, enc_hs, None)
+        steps = []
+
+        def step(ids: np.ndarray) -> np.ndarray:
+            scores = self._step(ids)
+            steps.append(self.attention.attention_weights)
+            return scores
+
+        sampled = _greedy(step, enc_hs.shape[0], start_id, sample_size)
+        N, Te, _ = enc_hs.shape
+        empty = np.empty((N, 0, Te), dtype=enc_hs.dtype)
+        self.attention_weights = np.concatenate(steps, axis=1) if steps else empty
+        return sampled
+
+
+class Seq2seq:
+    """Encoder, decoder and softmax loss: the trainable model of the book's chapter 7.
+
+    The decoder reads the answer shifted right (``ts[:, :-1]``, starting with the start token)
+    and predicts it (``ts[:, 1:]``); its gradient with respect to its initial state goes back
+    into the encoder. Params: ``encoder.*`` then ``decoder.*`` (``param_names``), the parts' own
+    arrays, so an optimizer updating ``params[i]`` in place updates the part.
+    forward: xs (N, Te) ids, ts (N, Td + 1) ids -> loss (scalar)
+    backward: dout=1 -> None (token ids have no gradient)
+    generate: xs (N, Te) ids, start_id, sample_size -> ids (N, sample_size), greedy
+    """
+
+    encoder_class: type = Encoder
+    decoder_class: type = Decoder
+
+    def __init__(
+        self,
+        vocab_size: int,
+        wordvec_size: int,
+        hidden_size: int,
+        *,
+        dtype=np.float32,
+        rng: RngLike = None,
+    ) -> None:
+        rng = np.random.default_rng(rng)
+        sizes = (vocab_size, wordvec_size, hidden_size)
+        self.vocab_size = vocab_size
+        self.encoder = self.encoder_class(*sizes, dtype=dtype, rng=rng)
+        self.decoder = self.decoder_class(*sizes, dtype=dtype, rng=rng)
+        self.softmax = TimeSoftmaxWithLoss()
+        self.params, self.grads, self.param_names = [], [], []
+        for prefix, part in (("encoder", self.encoder), ("decoder", self.decoder)):
+            self.params += part.params
+            self.grads += part.grads
+            self.param_names += [f"{prefix}.{n}" for n in part.param_names]
+
+    def forward(self, xs: np.ndarray, ts: np.ndarray) -> np.floating:
+        where = f"{type(self).__name__}.forward"
+        _check_ids(where, "xs", xs, self.vocab_size)
+        _check_ids(where, "ts", ts, self.vocab_size, allow=self.softmax.ignore_label)
+        if ts.shape[0] != xs.shape[0] or ts.shape[1] < 2:
+            raise ValueError(
+                f"{where}: expected ts of shape (N, Td + 1) = ({xs.shape[0]}, >= 2) to go with "
+                f"xs {xs.shape}, got {ts.shape}"
+            )
+        scores = self.decoder.forward(ts[:, :-1], self.encoder.forward(xs))
+        return self.softmax.forward(scores, ts[:, 1:])
+
+    def backward(self, dout=1) -> None:
+        _, dstate = self.decoder.backward(self.softmax.backward(dout))
+        self.encoder.backward(dstate)
+        return None
+
+    def generate(self, xs: np.ndarray, start_id: int, sample_size: int) -> np.ndarray:
+        return self.decoder.generate(self.encoder.forward(xs), start_id, sample_size)
+
+    def save_params(self, path: str | os.PathLike) -> None:
+        """Write every parameter to ``path`` (.npz, one array per name in ``param_names``)."""
+        with open(path, "wb") as f:
+            np.savez(f, **dict(zip(self.param_names, self.params, strict=True)))
+
+    def load_params(self, path: str | os.PathLike) -> None:
+        """Read parameters saved by ``save_params`` into the model's own arrays, in place.
+
+        Every name, shape and dtype is checked before anything is written; a mismatch raises
+        ValueError naming the parameter. Files are read with ``allow_pickle=False``.
+        """
+        with np.load(path, allow_pickle=False) as data:
+            stored = {name: data[name] for name in data.files}
+        missing = [n for n in self.param_names if n not in stored]
+        extra = [n for n in stored if n not in self.param_names]
+        if missing or extra:
+            raise ValueError(
+                f"{path}: parameters do not match {type(self).__name__}: "
+                f"missing {missing}, unexpected {extra}"
+            )
+        for name, param in zip(self.param_names, self.params, strict=True):
+            if stored[name].shape != param.shape or stored[name].dtype != param.dtype:
+                raise ValueError(
+                    f"{path}: parameter {name!r} is {stored[name].dtype} {stored[name].shape}, "
+                    f"the model's is {param.dtype} {param.shape}"
+                )
+        for name, param in zip(self.param_names, self.params, strict=True):
+            param[...] = stored[name]
+
+
+class PeekySeq2seq(Seq2seq):
+    """Seq2seq with a ``PeekyDecoder``: the encoder's state reaches every decoder step.
+
+    forward: xs (N, Te) ids, ts (N, Td + 1) ids -> loss (scalar)
+    backward: dout=1 -> None
+    generate: xs (N, Te) ids, start_id, sample_size -> ids (N, sample_size), greedy
+    """
+
+    decoder_class = PeekyDecoder
+
+
+class AttentionSeq2seq(Seq2seq):
+    """Seq2seq with attention: the decoder looks at every encoder state (the book's chapter 8).
+
+    ``attention_weights`` (N, Td, Te) holds the attention map of the last forward or generate.
+    forward: xs (N, Te) ids, ts (N, Td + 1) ids -> loss (scalar)
+    backward: dout=1 -> None
+    generate: xs (N, Te) ids, start_id, sample_size -> ids (N, sample_size), greedy
+    """
+
+    encoder_class = AttentionEncoder
+    decoder_class = AttentionDecoder
+
+    @property
+    def attention_weights(self) -> np.ndarray | None:
+        return self.decoder.attention_weights
