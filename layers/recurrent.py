@@ -29,28 +29,32 @@ def _rnn_step_backward(dh: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def _lstm_step(a: np.ndarray, c_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """Pre-activations a (N, 4H), gate order f, g, i, o -> h (N, H), c (N, H), gates."""
+    """Pre-activations a (N, 4H), gate order f, g, i, o -> h (N, H), c (N, H), gates.
+
+    gates = (sigmoid(a) (N, 4H), whose f, i, o blocks are used, g (N, H), tanh(c) (N, H)).
+    """
     H = c_prev.shape[1]
-    f = _sigmoid(a[:, :H])
+    s = _sigmoid(a)  # over all four blocks at once: fewer, larger array operations
+    f, i, o = s[:, :H], s[:, 2 * H : 3 * H], s[:, 3 * H :]
     g = np.tanh(a[:, H : 2 * H])
-    i = _sigmoid(a[:, 2 * H : 3 * H])
-    o = _sigmoid(a[:, 3 * H :])
     c = f * c_prev + g * i
     tanh_c = np.tanh(c)
-    return o * tanh_c, c, (f, g, i, o, tanh_c)
+    return o * tanh_c, c, (s, g, tanh_c)
 
 
 def _lstm_step_backward(
     dh: np.ndarray, dc: np.ndarray, c_prev: np.ndarray, gates: tuple, da: np.ndarray
 ) -> np.ndarray:
     """Fill da (N, 4H) with the pre-activation gradient; return dc_prev (N, H)."""
-    f, g, i, o, tanh_c = gates
-    H = f.shape[1]
+    s, g, tanh_c = gates
+    H = g.shape[1]
+    f, i, o = s[:, :H], s[:, 2 * H : 3 * H], s[:, 3 * H :]
     ds = dc + dh * o * (1 - tanh_c * tanh_c)  # total gradient reaching c
-    da[:, :H] = ds * c_prev * f * (1 - f)
+    da[...] = s * (1 - s)  # sigmoid' for the f, i, o blocks; the g block is overwritten
+    da[:, :H] *= ds * c_prev
     da[:, H : 2 * H] = ds * i * (1 - g * g)
-    da[:, 2 * H : 3 * H] = ds * g * i * (1 - i)
-    da[:, 3 * H :] = dh * tanh_c * o * (1 - o)
+    da[:, 2 * H : 3 * H] *= ds * g
+    da[:, 3 * H :] *= dh * tanh_c
     return ds * f
 
 
