@@ -439,6 +439,13 @@ class Seq2seq:
         where = f"{type(self).__name__}.forward"
         _check_ids(where, "xs", xs, self.vocab_size)
         _check_ids(where, "ts", ts, self.vocab_size, allow=self.softmax.ignore_label)
+        ignored = np.argwhere(ts[:, :-1] == self.softmax.ignore_label)
+        if len(ignored):
+            i, j = (int(k) for k in ignored[0])
+            raise ValueError(
+                f"{where}: ts[{i}, {j}] = {ts[i, j]} is the ignore_label in the decoder input "
+                "ts[:, :-1]; only the target ts[:, 1:] may hold it, the input needs token ids"
+            )
         if ts.shape[0] != xs.shape[0] or ts.shape[1] < 2:
             raise ValueError(
                 f"{where}: expected ts of shape (N, Td + 1) = ({xs.shape[0]}, >= 2) to go with "
