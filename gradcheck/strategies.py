@@ -327,9 +327,13 @@ def layer_cases(case: Any, **dim_overrides: DimSpec) -> st.SearchStrategy[DrawnC
         }
     )
 
-    def build(args: tuple[dict[str, int], int]) -> DrawnCase:
-        sizes, seed = args
-        layer, inputs = case.build(seed, **sizes)
-        return DrawnCase(layer, inputs, case=case, dims=sizes, seed=seed)
+    return _drawn_cases(case, drawn_dims)
 
-    return st.tuples(drawn_dims, st.integers(0, 2**32 - 1)).map(build)
+
+@st.composite
+def _drawn_cases(draw, case: Case, drawn_dims: st.SearchStrategy[dict[str, int]]) -> DrawnCase:
+    # composite, not .map: hypothesis then prints the DrawnCase's repr as the falsifying draw
+    sizes = draw(drawn_dims)
+    seed = draw(st.integers(0, 2**32 - 1))
+    layer, inputs = case.build(seed, **sizes)
+    return DrawnCase(layer, inputs, case=case, dims=sizes, seed=seed)

@@ -1,0 +1,29 @@
+"""Fuzz the seq2seq layers (the encoders, decoders and the three seq2seq models).
+
+Hypothesis draws dimensions within each case's bounds (edge size 1 included), a seed for the
+weights and inputs, and asserts every gradient against finite differences; a failure shrinks to
+the smallest dimensions and names them. The table is every case registered in `layers/cases.py`
+whose layer lives in `layers/seq2seq.py`, so a new case is fuzzed as soon as it is registered.
+"""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import layers  # noqa: F401  (registers the cases)
+from gradcheck import assert_layer, registered_cases
+from gradcheck.strategies import layer_cases
+
+CASES = [
+    pytest.param(case, id=case.name)
+    for case in registered_cases("layers")
+    if type(case.build(0)[0]).__module__ == "layers.seq2seq"  # the family of the built layer
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@given(data=st.data())
+def test_backward_matches_finite_differences(case, data):
+    drawn = data.draw(layer_cases(case))
+    layer, inputs = drawn
+    assert_layer(layer, *inputs, seed=drawn.seed, context=drawn.context, **case.options)
