@@ -1,0 +1,310 @@
+"""The contract checks of CONTRACT.md section 4.2, one report line each.
+
+Each check takes the harness of :mod:`gradcheck.check` (the layer's float64 copy, its inputs,
+dout, what the analytic pass observed) and returns an :class:`~gradcheck.report.Entry` of kind
+``"contract"``: ``ok``, ``fail`` (with a message saying what broke and how to fix it) or
+``skipped`` (does not apply). Checks that need calls of their own make a few (at most two
+forwards and three backwards in all), always on the copy.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from gradcheck.report import Entry
+
+__all__ = ["CHECKS", "run"]
+
+#: Relative tolerance of the checks that compare two runs of exactly the same arithmetic.
+_EXACT = 1e-9
+
+
+def _entry(name: str, problems: list[str], *, ok_message: str = "") -> Entry:
+    if problems:
+        return Entry(name, "contract", "fail", message="; ".join(problems))
+    return Entry(name, "contract", "ok", message=ok_message)
+
+
+def _close(x: Any, y: Any) -> bool:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape:
+        return False
+    scale = float(np.max(np.abs(y))) if y.size else 0.0
+    return bool(np.all(np.abs(x - y) <= _EXACT * scale + 1e-300))
+
+
+def grads_parallel(h: Any) -> Entry:
+    """params and grads: same length, shapes and dtypes; no grad is (a view of) its param."""
+    layer = h.original
+    problems = []
+    for i, (p, g) in enumerate(zip(layer.params, layer.grads, strict=True)):
+        name = h.param_names[i]
+        if g.shape != p.shape:
+            problems.append(f"grads[{i}] ({name}) has shape {g.shape}, param has {p.shape}")
+        if g.dtype != p.dtype:
+            problems.append(f"grads[{i}] ({name}) is {g.dtype}, param is {p.dtype}")
+        if g is p or np.may_share_memory(g, p):
+            problems.append(
+                f"grads[{i}] ({name}) is the parameter array itself; use np.zeros_like(param)"
+            )
+    return _entry("grads parallel to params", problems)
+
+
+def grads_in_place(h: Any) -> Entry:
+    """backward writes self.grads[i][...] = g; it never rebinds the arrays or the list."""
+    f = h.facts
+    problems = []
+    if f["grads_list"] != f["grads_list_after"]:
+        problems.append(
+            "backward replaced the grads list (self.grads = [...]); an optimizer holding the old "
+            "list never sees the update: write self.grads[i][...] = g"
+        )
+    else:
+        rebound = [
+            h.param_names[i]
+            for i, (a, b) in enumerate(zip(f["grads_before"], f["grads_after"], strict=True))
+            if a != b
+        ]
+        if rebound:
+            problems.append(
+                f"backward rebound grads of {', '.join(rebound)} instead of writing into them; "
+                "write self.grads[i][...] = g, not self.grads[i] = g"
+            )
+    return _entry("grads written in place", problems)
+
+
+def overwritten(h: Any) -> Entry:
+    """A second backward after one forward gives the same gradients (no +=, no edited cache)."""
+    saved_inputs = [None if g is None else np.array(g, copy=True) for g in h.input_grads]
+    h.forward()
+    h.zero_grads()
+    first_inputs = h.backward(h.douts)
+    first_inputs = [None if g is None else np.array(g, copy=True) for g in first_inputs]
+    first = [g.copy() for g in h.layer.grads]
+    second_inputs = h.backward(h.douts)
+    second = list(h.layer.grads)
+    problems = []
+    doubled, changed = [], []
+    pairs = list(zip(h.param_names, first, second, strict=True))
+    pairs += [
+        (h.input_labels[i].split(" ")[0], first_inputs[i], second_inputs[i]) for i in h.float_inputs
+    ]
+    for name, a, b in pairs:
+        if _close(b, a):
+            continue
+        if np.any(a) and _close(b, 2 * a):
+            doubled.append(name)
+        else:
+            changed.append(name)
+    if doubled:
+        problems.append(
+            f"a second backward doubled {', '.join(doubled)}: backward accumulates (+=); "
+            "overwrite with self.grads[i][...] = g"
+        )
+    if changed:
+        problems.append(
+            f"a second backward changed {', '.join(changed)}; does backward modify its cache "
+            "or other state?"
+        )
+    del saved_inputs
+    return _entry("grads overwritten, not accumulated", problems)
+
+
+def arguments_unmodified(h: Any) -> Entry:
+    """forward and backward leave their arguments (and arrays the caller holds) alone."""
+    f = h.facts
+    problems = [f"forward modified {h.input_labels[i]} in place" for i in f["mutated_inputs"]]
+    problems += [
+        f"backward modified {h.input_labels[i]} (the caller's array) in place"
+        for i in f["mutated_inputs_backward"]
+    ]
+    if problems:
+        problems.append("work on a copy (x = x * mask, not x *= mask)")
+    return _entry("arguments unmodified", problems)
+
+
+def params_unmodified(h: Any) -> Entry:
+    """forward and backward never write into the parameters (only an optimizer does)."""
+    problems = [
+        f"forward or backward modified parameter {h.param_names[i]}"
+        for i in h.facts["mutated_params"]
+    ]
+    if problems:
+        problems.append("backward writes only self.grads; leave updates to the optimizer")
+    return _entry("params unmodified", problems)
+
+
+def dout_unmodified(h: Any) -> Entry:
+    """backward leaves dout alone: the caller may pass the same dout to several layers."""
+    problems = [f"backward modified dout[{k}] in place" for k in h.facts["dout_modified"]]
+    if problems:
+        problems.append("work on a copy (dout = dout * mask, not dout *= mask)")
+    return _entry("dout unmodified", problems)
+
+
+def deterministic(h: Any) -> Entry:
+    """Two forwards from the same restored state return the same bits."""
+    a, b = h.out0, h.facts["out_repeat"]
+    outs_a = a if isinstance(a, tuple) else (a,)
+    outs_b = b if isinstance(b, tuple) else (b,)
+    same = all(np.array_equal(x, y) for x, y in zip(outs_a, outs_b, strict=True))
+    if same:
+        return _entry("forward deterministic", [])
+    return _entry(
+        "forward deterministic",
+        [
+            "two forwards with the same inputs, params and state gave different outputs; "
+            "randomness must come from a numpy Generator the layer owns (rng=), not the global "
+            "np.random"
+        ],
+    )
+
+
+def no_memory(h: Any) -> Entry:
+    """stateful=False: two consecutive forwards, nothing restored between, give the same output."""
+    name = "stateful=False keeps no memory"
+    if getattr(h.layer, "stateful", None) is not False:
+        why = "layer is stateful" if h.stateful else "layer has no stateful attribute"
+        return Entry(name, "contract", "skipped", message=why)
+    a = h.forward()
+    a = tuple(np.array(x, copy=True) for x in a) if isinstance(a, tuple) else np.array(a)
+    b = h.call_forward()
+    outs_a = a if isinstance(a, tuple) else (a,)
+    outs_b = b if isinstance(b, tuple) else (b,)
+    if all(np.array_equal(x, y) for x, y in zip(outs_a, outs_b, strict=True)):
+        return _entry(name, [])
+    return _entry(
+        name,
+        [
+            "a second forward gave a different output: with stateful=False every forward must "
+            "start from zeros, whatever came before"
+        ],
+    )
+
+
+def linear(h: Any) -> Entry:
+    """backward(2 * dout) gives twice the gradients of backward(dout)."""
+    h.forward()
+    h.zero_grads()
+    base_inputs = h.backward(h.douts)
+    base_inputs = [None if g is None else np.array(g, copy=True) for g in base_inputs]
+    base = [g.copy() for g in h.layer.grads]
+    h.forward()
+    h.zero_grads()
+    twice = [2 * d for d in h.douts]
+    doubled_inputs = h.backward(twice)
+    wrong = [
+        h.param_names[i]
+        for i, (a, b) in enumerate(zip(base, h.layer.grads, strict=True))
+        if not _close(b, 2 * a)
+    ]
+    wrong += [
+        h.input_labels[i].split(" ")[0]
+        for i in h.float_inputs
+        if not _close(doubled_inputs[i], 2 * base_inputs[i])
+    ]
+    if wrong:
+        return _entry(
+            "backward linear in dout",
+            [
+                f"backward(2 * dout) did not give twice the gradient of {', '.join(wrong)}: "
+                "backward must scale with dout (does it ignore dout, or use it twice?)"
+            ],
+        )
+    return _entry("backward linear in dout", [])
+
+
+def dtypes(h: Any) -> Entry:
+    """In the float64 copy, outputs and gradients are float64: nothing is hard-coded float32."""
+    problems = []
+    outs = h.out0 if isinstance(h.out0, tuple) else (h.out0,)
+    for k, o in enumerate(outs):
+        dtype = np.asarray(o).dtype
+        if dtype != np.float64:
+            problems.append(f"output[{k}] is {dtype}")
+    for i in h.float_inputs:
+        g = h.input_grads[i]
+        if isinstance(g, np.ndarray) and g.dtype != np.float64:
+            problems.append(f"gradient of {h.input_labels[i]} is {g.dtype}")
+    for i, g in enumerate(h.param_grads):
+        if g.dtype != np.float64:
+            problems.append(f"grads[{i}] ({h.param_names[i]}) is {g.dtype}")
+    for name in ("dh", "dc"):
+        g = h.state_grads.get(name)
+        if isinstance(g, np.ndarray) and g.dtype != np.float64:
+            problems.append(f"{name} is {g.dtype}")
+    if problems:
+        problems.insert(0, "with float64 params the layer computes in float32")
+        problems.append("use the params' dtype for buffers (np.zeros_like, dtype=W.dtype)")
+    problems += _native_dtypes(h)
+    return _entry("output dtype follows params", problems)
+
+
+def _native_dtypes(h: Any) -> list[str]:
+    """One forward and backward of a plain copy of the user's (e.g. float32) layer: outputs and
+    input gradients keep the params' dtype (no silent upcast to float64)."""
+    dtypes = {p.dtype for p in h.original.params}
+    if len(dtypes) != 1 or np.float64 in dtypes:
+        return []
+    (dtype,) = dtypes
+    twin = copy.deepcopy(h.original)
+    inputs = [np.array(x, copy=True) for x in h.user_inputs]
+    h.forward_calls += 1
+    out = twin.forward(*inputs)
+    outs = out if isinstance(out, tuple) else (out,)
+    problems = [
+        f"with {dtype} params, output[{k}] is {np.asarray(o).dtype}"
+        for k, o in enumerate(outs)
+        if isinstance(o, np.ndarray) and o.dtype != dtype
+    ]
+    douts = [d if isinstance(d, float) else d.astype(dtype) for d in h.douts]
+    h.backward_calls += 1
+    result = twin.backward(*douts)
+    grads = list(result) if isinstance(result, (tuple, list)) else [result]
+    problems += [
+        f"with {dtype} params, the gradient of {h.input_labels[i]} is {grads[i].dtype}"
+        for i in h.float_inputs
+        if i < len(grads)
+        and isinstance(grads[i], np.ndarray)
+        and h.user_inputs[i].dtype == dtype
+        and grads[i].dtype != dtype
+    ]
+    if problems:
+        problems.append("compute in the params' dtype (np.asarray(x, dtype=float) upcasts)")
+    return problems
+
+
+def shapes(h: Any) -> Entry:
+    """Each input gradient has its input's shape exactly (no broadcast (1, H) for (H,))."""
+    problems = []
+    for i in h.float_inputs:
+        g = h.input_grads[i]
+        if np.shape(g) != h.inputs[i].shape:
+            problems.append(
+                f"gradient of {h.input_labels[i]} has shape {np.shape(g)}, input has "
+                f"{h.inputs[i].shape}"
+            )
+    return _entry("gradient shapes match inputs", problems)
+
+
+CHECKS = (
+    grads_parallel,
+    grads_in_place,
+    overwritten,
+    arguments_unmodified,
+    params_unmodified,
+    dout_unmodified,
+    deterministic,
+    no_memory,
+    linear,
+    dtypes,
+    shapes,
+)
+
+
+def run(h: Any) -> list[Entry]:
+    """Every check, in report order."""
+    return [check(h) for check in CHECKS]

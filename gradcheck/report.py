@@ -1,0 +1,237 @@
+"""What a check found: one :class:`Entry` per checked quantity, gathered in a :class:`Report`.
+
+A report is plain data (``to_dict()`` is JSON-able) plus its readable text (``str(report)``),
+the table of STYLE.md: every gradient listed, the worst element's index and both values, the
+tolerances, a pattern when one is clear, and a ``reproduce:`` line.
+:func:`describe_pattern` names the shape of a wrong gradient (off by a constant factor, sign
+flipped, transposed, zero where it should not be, wrong only in one slice of one axis).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Entry", "Report", "describe_pattern"]
+
+#: Statuses that do not fail a check: a kink is a non-differentiable point, not a wrong gradient.
+PASSING = ("ok", "kink", "skipped")
+
+
+@dataclass
+class Entry:
+    """One checked quantity: a gradient (``kind="gradient"``) or a contract check.
+
+    ``name`` is ``"input[0]"``, a parameter name (``"Wx"``, ``"encoder.lstm.Wh"``), ``"dh"``,
+    ``"dc"`` or a contract check (``"grads written in place"``); ``label`` adds what helps a
+    reader (``"input[0] xs"``). ``index``/``analytic``/``numeric`` describe the worst element
+    (``None`` when not applicable); errors are ``0.0`` when nothing was compared.
+    """
+
+    name: str
+    kind: str
+    status: str
+    shape: tuple[int, ...] | None = None
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    index: tuple[int, ...] | None = None
+    analytic: float | None = None
+    numeric: float | None = None
+    pattern: str | None = None
+    message: str = ""
+    label: str = ""
+    checked: int = 0  # elements (or directions) compared
+    wrong: int = 0  # of those, how many disagree
+    kinks: int = 0  # of those, how many sit at a non-differentiable point
+
+    @property
+    def passed(self) -> bool:
+        return self.status in PASSING
+
+    def line(self) -> str:
+        """The entry as it appears in the report text (one or two lines)."""
+        label = self.label or self.name
+        head = f"  {label} {self.shape}" if self.shape is not None else f"  {label}"
+        if self.kind == "contract":
+            text = f"  contract: {self.name}: {self.status}"
+            return text + (f" ({self.message})" if self.message else "")
+        if self.status == "ok":
+            text = f"{head}: ok (max rel err {self.max_rel_error:.1e}"
+            text += f", {self.message})" if self.message else ")"
+            return text
+        if self.status == "mismatch":
+            text = (
+                f"{head}: max |analytic - numeric| = {self.max_abs_error:.1e} at "
+                f"{list(self.index or ())} (analytic {_num(self.analytic)}, numeric "
+                f"{_num(self.numeric)}); {self.wrong} of {self.checked} "
+                f"{'directions' if self.message.startswith('projections') else 'elements'} wrong"
+            )
+            if self.message:
+                text += f"\n      {self.message}"
+            if self.pattern:
+                text += f"\n      pattern: {self.pattern}"
+            return text
+        return f"{head}: {self.status}" + (f" ({self.message})" if self.message else "")
+
+
+def _num(value: float | None) -> str:
+    return "None" if value is None else f"{value:.4g}"
+
+
+@dataclass
+class Report:
+    """The result of :func:`gradcheck.check_layer`. ``passed`` is true when no entry failed."""
+
+    layer: str
+    entries: list[Entry]
+    seed: int
+    settings: dict[str, Any]
+    shapes: dict[str, tuple[int, ...]]
+    forward_calls: int = 0
+    backward_calls: int = 0
+    context: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(e.passed for e in self.entries)
+
+    @property
+    def gradients(self) -> list[Entry]:
+        return [e for e in self.entries if e.kind == "gradient"]
+
+    @property
+    def contract(self) -> list[Entry]:
+        return [e for e in self.entries if e.kind == "contract"]
+
+    @property
+    def failures(self) -> list[Entry]:
+        return [e for e in self.entries if not e.passed]
+
+    @property
+    def max_rel_error(self) -> float:
+        return max((e.max_rel_error for e in self.gradients), default=0.0)
+
+    def __repr__(self) -> str:
+        return f"<Report {self.layer} passed={self.passed}>\n{self}"
+
+    def to_dict(self) -> dict[str, Any]:
+        entries = []
+        for e in self.entries:
+            d = asdict(e)
+            d["shape"] = None if e.shape is None else list(e.shape)
+            d["index"] = None if e.index is None else list(e.index)
+            entries.append(d)
+        return {
+            "layer": self.layer,
+            "passed": self.passed,
+            "max_rel_error": self.max_rel_error,
+            "forward_calls": self.forward_calls,
+            "backward_calls": self.backward_calls,
+            "seed": self.seed,
+            "settings": dict(self.settings),
+            "shapes": {k: list(v) for k, v in self.shapes.items()},
+            "context": self.context,
+            "entries": entries,
+        }
+
+    def __str__(self) -> str:
+        s = self.settings
+        tol = f"eps={s['eps']:g}, rtol={s['rtol']:g}, atol={s['atol']:g}, mode={s['mode']}"
+        gradients_ok = all(e.passed for e in self.gradients)
+        if self.passed:
+            head = f"{self.layer} passes: gradients and contract hold ({tol})"
+        elif gradients_ok:
+            head = f"{self.layer} breaks the layer contract ({tol})"
+        else:
+            head = f"{self.layer}.backward disagrees with central differences ({tol})"
+        lines = [head]
+        lines += [e.line() for e in self.gradients]
+        lines += [e.line() for e in self.contract]
+        lines += [f"  note: {n}" for n in self.notes]
+        lines.append(
+            f"  calls: {self.forward_calls} forward, {self.backward_calls} backward; "
+            f"worst rel err {self.max_rel_error:.1e}"
+        )
+        lines.append(self.reproduce_line())
+        return "\n".join(lines)
+
+    def reproduce_line(self) -> str:
+        shapes = " ".join(f"{k}={v}" for k, v in self.shapes.items())
+        text = (
+            f"reproduce: seed={self.seed}, {shapes}" if shapes else f"reproduce: seed={self.seed}"
+        )
+        if self.context:
+            text += f", {self.context}"
+        return text
+
+
+def describe_pattern(
+    analytic: np.ndarray, numeric: np.ndarray, wrong: np.ndarray, *, rtol: float = 1e-3
+) -> str | None:
+    """Name the shape of a wrong gradient, or ``None`` when no simple pattern fits.
+
+    ``analytic`` and ``numeric`` are full arrays of one shape, ``wrong`` the boolean mask of the
+    elements that disagree. Tried in order: all zero, sign flipped, a constant factor,
+    transposed, zero exactly where wrong, wrong only in one slice (or one block of an axis of
+    3H or 4H gates).
+    """
+    a = np.asarray(analytic, dtype=np.float64)
+    n = np.asarray(numeric, dtype=np.float64)
+    if not wrong.any():
+        return None
+    scale = float(np.max(np.abs(n))) or 1.0
+
+    def close(x: np.ndarray, y: np.ndarray) -> bool:
+        return bool(np.all(np.abs(x - y) <= rtol * scale))
+
+    if not a.any():
+        return "analytic gradient is zero everywhere (never written, or written to a copy?)"
+    nn = float(np.vdot(n, n))
+    if nn > 0 and wrong.all():
+        c = float(np.vdot(a, n)) / nn
+        if close(a, c * n):
+            if abs(c + 1) < 1e-3:
+                return "sign flipped (analytic = -numeric)"
+            return f"off by a constant factor (analytic = {c:.4g} x numeric)"
+    if a.ndim >= 2 and a.shape[-1] == a.shape[-2] and close(a, np.swapaxes(n, -1, -2)):
+        return "transposed (analytic = numeric with its last two axes swapped)"
+    if a.ndim >= 2 and close(a.reshape(-1), n.T.reshape(-1)):
+        return "transposed data (analytic = numeric.T reshaped to the same shape)"
+    where = _slice_pattern(wrong)
+    if not np.any(a[wrong]):
+        zero = f"zero where it should not be ({int(wrong.sum())} elements analytic 0)"
+        return f"{zero}, {where}" if where else zero
+    return where
+
+
+def _slice_pattern(wrong: np.ndarray) -> str | None:
+    """'wrong only at index t of axis k' or 'only in gate block j of axis k'."""
+    best = None
+    for axis in range(wrong.ndim):
+        size = wrong.shape[axis]
+        if size < 2:
+            continue
+        hit = np.flatnonzero(np.any(np.moveaxis(wrong, axis, 0).reshape(size, -1), axis=1))
+        if len(hit) == size:
+            continue
+        covered = wrong.sum() / (np.prod(wrong.shape) / size * len(hit))
+        if len(hit) == 1 and covered >= 0.5 and wrong.sum() > 1:
+            t = int(hit[0])
+            last = " (the last)" if t == size - 1 else " (the first)" if t == 0 else ""
+            text = f"wrong only at index {t}{last} of axis {axis} (size {size})"
+            if best is None:
+                best = text
+        for blocks in (4, 3):
+            if size % blocks or size < blocks * 1:
+                continue
+            H = size // blocks
+            j = int(hit[0]) // H
+            if H > 1 and hit[-1] < (j + 1) * H and len(hit) > 1 and covered >= 0.5:
+                return (
+                    f"wrong only in gate block {j} of {blocks} along axis {axis} "
+                    f"(indices {j * H}..{(j + 1) * H - 1})"
+                )
+    return best
