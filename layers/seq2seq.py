@@ -269,16 +269,16 @@ class PeekyDecoder:
         )
         parts = {"embed": self.embed, "lstm": self.lstm, "affine": self.affine}
         self.params, self.grads, self.param_names = _named("", parts)
-        self.h: np.ndarray | None = None
+        self.peeky_h: np.ndarray | None = None
 
     def _start(self, where: str, h: np.ndarray, N: int | None) -> None:
         _check_state(where, "h", h, (N, self.hidden_size), "(N, H)")
         self.lstm.set_state(h)
-        self.h = h
+        self.peeky_h = h
 
     def _step(self, ids: np.ndarray) -> np.ndarray:
         N, T = ids.shape
-        hs = np.broadcast_to(self.h[:, None, :], (N, T, self.hidden_size))
+        hs = np.broadcast_to(self.peeky_h[:, None, :], (N, T, self.hidden_size))
         out = self.lstm.forward(np.concatenate((hs, self.embed.forward(ids)), axis=2))
         return self.affine.forward(np.concatenate((hs, out), axis=2))
 
