@@ -47,8 +47,6 @@ def _weights(gates, D=3, H=4, seed=0, dtype=np.float64):
 @pytest.mark.parametrize("dims", SHAPES)
 @pytest.mark.parametrize("case", CASES)
 def test_backward_matches_finite_differences(case, dims):
-    if not hasattr(gradcheck, "assert_layer"):  # TEMPORARY until gradcheck/check.py lands
-        pytest.skip("gradcheck.assert_layer not written yet")
     layer, inputs = _build(case, dims)
     gradcheck.assert_layer(layer, *inputs, rtol=1e-7, **case.options)
 
@@ -80,6 +78,13 @@ def test_float32_layer_stays_float32_including_state(cls, cell, gates):
     if cls is TimeLSTM:
         arrays += [layer.c, layer.dc]
     assert all(a.dtype == np.float32 for a in arrays)
+
+
+@pytest.mark.parametrize(("cls", "cell", "gates"), TIME_LAYERS)
+def test_float32_layer_passes_the_checker_at_default_options(cls, cell, gates):
+    layer = cls(*_weights(gates, dtype=np.float32), stateful=True)
+    xs = np.random.default_rng(0).standard_normal((2, 3, 3)).astype(np.float32)
+    gradcheck.assert_layer(layer, xs)
 
 
 def test_time_lstm_keeps_the_cell_state_gradient():
