@@ -36,15 +36,18 @@ __all__ = [
 RngLike = int | np.random.Generator | None
 
 
-def _init(rng: np.random.Generator, shape: tuple[int, ...], fan_in: float, dtype) -> np.ndarray:
-    """Standard normal weights scaled by 1 / fan_in (the book: 100 for embeddings, sqrt(D) else)."""
-    return (rng.standard_normal(shape) / fan_in).astype(dtype)
+def _init(rng: np.random.Generator, shape: tuple[int, ...], divisor: float, dtype) -> np.ndarray:
+    """Standard normal weights divided as the book does: by 100 for embeddings, by sqrt(fan-in)
+    for the LSTM and affine weights."""
+    return (rng.standard_normal(shape) / divisor).astype(dtype)
 
 
-def _check_sizes(where: str, **sizes: int) -> None:
+def _check_args(where: str, dtype, **sizes: int) -> None:
     for name, size in sizes.items():
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"{where}: {name}={size!r} must be an int >= 1")
+    if np.dtype(dtype).kind != "f":
+        raise ValueError(f"{where}: dtype={dtype!r} must be a float type; try dtype=np.float64")
 
 
 def _check_ids(where: str, name: str, ids: object, vocab_size: int, *, allow: int | None = None):
@@ -96,13 +99,13 @@ def _greedy(step, N: int, start_id: int, sample_size: int) -> np.ndarray:
     return sampled
 
 
-def _named(prefix: str, layers: dict[str, object]) -> tuple[list, list, list[str]]:
-    """The parts' own params and grads (same objects) and their dotted names."""
+def _named(parts: dict[str, object]) -> tuple[list, list, list[str]]:
+    """The parts' own params and grads (same objects) and their dotted names (``lstm.Wx``)."""
     params, grads, names = [], [], []
-    for part_name, layer in layers.items():
-        params += layer.params
-        grads += layer.grads
-        names += [f"{prefix}{part_name}.{n}" for n in layer.param_names]
+    for part_name, part in parts.items():
+        params += part.params
+        grads += part.grads
+        names += [f"{part_name}.{n}" for n in part.param_names]
     return params, grads, names
 
 
@@ -124,7 +127,7 @@ class Encoder:
         rng: RngLike = None,
     ) -> None:
         V, D, H = vocab_size, wordvec_size, hidden_size
-        _check_sizes(type(self).__name__, vocab_size=V, wordvec_size=D, hidden_size=H)
+        _check_args(type(self).__name__, dtype, vocab_size=V, wordvec_size=D, hidden_size=H)
         rng = np.random.default_rng(rng)
         self.vocab_size, self.hidden_size = V, H
         self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
@@ -134,9 +137,7 @@ class Encoder:
             np.zeros(4 * H, dtype=dtype),
             stateful=False,
         )
-        self.params, self.grads, self.param_names = _named(
-            "", {"embed": self.embed, "lstm": self.lstm}
-        )
+        self.params, self.grads, self.param_names = _named({"embed": self.embed, "lstm": self.lstm})
         self.hs_shape: tuple[int, ...] | None = None
 
     def _encode(self, xs: np.ndarray) -> np.ndarray:
@@ -193,7 +194,7 @@ class Decoder:
         rng: RngLike = None,
     ) -> None:
         V, D, H = vocab_size, wordvec_size, hidden_size
-        _check_sizes(type(self).__name__, vocab_size=V, wordvec_size=D, hidden_size=H)
+        _check_args(type(self).__name__, dtype, vocab_size=V, wordvec_size=D, hidden_size=H)
         rng = np.random.default_rng(rng)
         self.vocab_size, self.hidden_size = V, H
         self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
@@ -205,7 +206,7 @@ class Decoder:
         )
         self.affine = TimeAffine(_init(rng, (H, V), np.sqrt(H), dtype), np.zeros(V, dtype=dtype))
         parts = {"embed": self.embed, "lstm": self.lstm, "affine": self.affine}
-        self.params, self.grads, self.param_names = _named("", parts)
+        self.params, self.grads, self.param_names = _named(parts)
 
     def _start(self, where: str, h: np.ndarray, N: int | None) -> None:
         _check_state(where, "h", h, (N, self.hidden_size), "(N, H)")
@@ -254,7 +255,7 @@ class PeekyDecoder:
         rng: RngLike = None,
     ) -> None:
         V, D, H = vocab_size, wordvec_size, hidden_size
-        _check_sizes(type(self).__name__, vocab_size=V, wordvec_size=D, hidden_size=H)
+        _check_args(type(self).__name__, dtype, vocab_size=V, wordvec_size=D, hidden_size=H)
         rng = np.random.default_rng(rng)
         self.vocab_size, self.hidden_size = V, H
         self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
@@ -268,7 +269,7 @@ class PeekyDecoder:
             _init(rng, (2 * H, V), np.sqrt(2 * H), dtype), np.zeros(V, dtype=dtype)
         )
         parts = {"embed": self.embed, "lstm": self.lstm, "affine": self.affine}
-        self.params, self.grads, self.param_names = _named("", parts)
+        self.params, self.grads, self.param_names = _named(parts)
         self.peeky_h: np.ndarray | None = None
 
     def _start(self, where: str, h: np.ndarray, N: int | None) -> None:
@@ -329,7 +330,7 @@ class AttentionDecoder:
         rng: RngLike = None,
     ) -> None:
         V, D, H = vocab_size, wordvec_size, hidden_size
-        _check_sizes(type(self).__name__, vocab_size=V, wordvec_size=D, hidden_size=H)
+        _check_args(type(self).__name__, dtype, vocab_size=V, wordvec_size=D, hidden_size=H)
         rng = np.random.default_rng(rng)
         self.vocab_size, self.hidden_size = V, H
         self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
@@ -349,7 +350,7 @@ class AttentionDecoder:
             "attention": self.attention,
             "affine": self.affine,
         }
-        self.params, self.grads, self.param_names = _named("", parts)
+        self.params, self.grads, self.param_names = _named(parts)
         self.enc_hs: np.ndarray | None = None
         self.attention_weights: np.ndarray | None = None
 
@@ -429,11 +430,8 @@ class Seq2seq:
         self.encoder = self.encoder_class(*sizes, dtype=dtype, rng=rng)
         self.decoder = self.decoder_class(*sizes, dtype=dtype, rng=rng)
         self.softmax = TimeSoftmaxWithLoss()
-        self.params, self.grads, self.param_names = [], [], []
-        for prefix, part in (("encoder", self.encoder), ("decoder", self.decoder)):
-            self.params += part.params
-            self.grads += part.grads
-            self.param_names += [f"{prefix}.{n}" for n in part.param_names]
+        parts = {"encoder": self.encoder, "decoder": self.decoder}
+        self.params, self.grads, self.param_names = _named(parts)
 
     def forward(self, xs: np.ndarray, ts: np.ndarray) -> np.floating:
         where = f"{type(self).__name__}.forward"

@@ -396,3 +396,17 @@ def test_generate_rejects_bad_arguments(kwargs):
 def test_constructor_rejects_bad_sizes(size):
     with pytest.raises(ValueError, match="hidden_size"):
         Seq2seq(7, 4, size)
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_float32_model_passes_the_checker_at_default_options(cls):
+    rng = np.random.default_rng(13)
+    model = cls(7, 4, 6, rng=0)  # float32, book initial weights: what a user trains
+    report = gradcheck.check_layer(model, rng.integers(0, 7, (2, 5)), rng.integers(0, 7, (2, 4)))
+    assert report.passed, str(report)
+    assert all(p.dtype == np.float32 for p in model.params)  # checked through a float64 copy
+
+
+def test_constructor_rejects_an_integer_dtype():
+    with pytest.raises(ValueError, match="dtype"):
+        AttentionSeq2seq(7, 4, 6, dtype=np.int32)
