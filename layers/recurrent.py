@@ -89,8 +89,9 @@ def _gru_step_backward(
 def _check_weights(name: str, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, gates: int) -> None:
     H = Wh.shape[0]
     if Wx.ndim != 2 or Wh.shape != (H, gates * H) or Wx.shape[1] != gates * H:
+        width = "H" if gates == 1 else f"{gates}H"
         raise ValueError(
-            f"{name}: Wx must be (D, {gates}H) and Wh (H, {gates}H), got Wx {Wx.shape} "
+            f"{name}: Wx must be (D, {width}) and Wh (H, {width}), got Wx {Wx.shape} "
             f"and Wh {Wh.shape}"
         )
     if b.shape != (gates * H,):
