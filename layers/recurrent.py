@@ -288,7 +288,8 @@ class TimeRNN(_TimeRecurrent):
         Wx, Wh, b = self.params
         h0, _ = self._start(xs)
         N, T, D = xs.shape
-        ax = (xs.reshape(N * T, D) @ Wx + b).reshape(N, T, -1)  # input part of every step
+        ax = (xs.reshape(N * T, D) @ Wx + b).astype(b.dtype, copy=False)  # input part, all steps
+        ax = ax.reshape(N, T, -1)
         hs = np.empty((N, T, Wh.shape[0]), dtype=Wh.dtype)
         h = h0
         for t in range(T):
@@ -336,7 +337,8 @@ class TimeLSTM(_TimeRecurrent):
         Wx, Wh, b = self.params
         h0, c0 = self._start(xs)
         N, T, D = xs.shape
-        ax = (xs.reshape(N * T, D) @ Wx + b).reshape(N, T, -1)  # input part of every step
+        ax = (xs.reshape(N * T, D) @ Wx + b).astype(b.dtype, copy=False)  # input part, all steps
+        ax = ax.reshape(N, T, -1)
         hs = np.empty((N, T, Wh.shape[0]), dtype=Wh.dtype)
         cs = np.empty_like(hs)
         steps = []
@@ -386,7 +388,8 @@ class TimeGRU(_TimeRecurrent):
         Wx, Wh, b = self.params
         h0, _ = self._start(xs)
         N, T, D = xs.shape
-        ax = (xs.reshape(N * T, D) @ Wx + b).reshape(N, T, -1)  # input part of every step
+        ax = (xs.reshape(N * T, D) @ Wx + b).astype(b.dtype, copy=False)  # input part, all steps
+        ax = ax.reshape(N, T, -1)
         hs = np.empty((N, T, Wh.shape[0]), dtype=Wh.dtype)
         steps = []
         h = h0

@@ -72,7 +72,7 @@ def test_float64_layer_keeps_float64_and_writes_grads_in_place(case):
 def test_float32_layer_stays_float32_including_state(cls, cell, gates):
     layer = cls(*_weights(gates, dtype=np.float32), stateful=True)
     layer.set_state(np.ones((2, 4)))
-    hs = layer.forward(np.ones((2, 3, 3), np.float32))
+    hs = layer.forward(np.ones((2, 3, 3)))  # float64 input: still a float32 layer
     dxs = layer.backward(np.ones_like(hs))
     arrays = [hs, dxs, layer.h, layer.dh, *layer.grads]
     if cls is TimeLSTM:
