@@ -21,8 +21,10 @@ def _check_float(layer: str, name: str, x: object, ndim: int, letters: str) -> N
     if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
         kind = getattr(x, "dtype", type(x).__name__)
         raise TypeError(f"{layer}.forward: {name} must be a float ndarray {letters}, got {kind}")
-    if x.ndim != ndim:
-        raise ValueError(f"{layer}.forward: {name} must have shape {letters}, got {x.shape}")
+    if x.ndim != ndim or 0 in x.shape:
+        raise ValueError(
+            f"{layer}.forward: {name} must have shape {letters}, every size >= 1, got {x.shape}"
+        )
 
 
 def _check_match(layer: str, name: str, got: tuple, expected: tuple, letters: str) -> None:

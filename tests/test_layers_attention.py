@@ -121,6 +121,7 @@ BAD_SHAPES = [
     pytest.param(TimeAttention, (2, 4, 3), (3, 5, 3), "(2, _, 3)", "(3, 5, 3)", id="Time-N"),
     pytest.param(TimeAttention, (2, 4, 3), (2, 3), "(N, Td, H)", "(2, 3)", id="Time-ndim"),
     pytest.param(TimeAttention, (4, 3), (2, 5, 3), "(N, Te, H)", "(4, 3)", id="Time-enc"),
+    pytest.param(TimeAttention, (2, 0, 3), (2, 5, 3), "(N, Te, H)", "(2, 0, 3)", id="Time-Te=0"),
     pytest.param(Attention, (2, 4, 3), (2, 4), "(2, 3)", "(2, 4)", id="Attention-H"),
     pytest.param(AttentionWeight, (2, 4, 3), (1, 3), "(2, 3)", "(1, 3)", id="Weight-N"),
     pytest.param(WeightSum, (2, 4, 3), (2, 5), "(2, 4)", "(2, 5)", id="WeightSum-T"),
