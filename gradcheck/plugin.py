@@ -1,1 +1,290 @@
-"""pytest plugin (entry point ``pytest11``): options, marker, fixture and summary for gradcheck."""
+"""pytest plugin (entry point ``pytest11``): check layers in the tests you already have.
+
+- the ``gradcheck`` fixture: ``gradcheck(layer, *inputs, **options)`` checks a layer with the
+  session's settings and the test's marker, and fails the test with the report text;
+- the marker ``@pytest.mark.gradcheck(rtol=1e-4, ...)``: :func:`gradcheck.check_layer` options
+  for the fixture in one test (or class, or module: ``pytestmark``);
+- options ``--gradcheck-mode``, ``--gradcheck-seed``, ``--gradcheck-examples``, ... (the same
+  table as the command line's, :mod:`gradcheck.options`), kept in ``config.stash``;
+- ``pytest --gradcheck MODULE``: each case MODULE registers with ``@gradcheck.case`` runs as a
+  test at several drawn examples, like ``gradcheck MODULE`` (with no test paths given, only
+  those cases run);
+- a report header with the settings and a terminal summary of what was checked.
+
+Per-check records travel in ``item.user_properties``, so the summary is right under
+pytest-xdist too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gradcheck.cases import Case, registered_cases
+from gradcheck.options import OPTIONS, check_options, describe
+
+__all__ = ["CaseItem", "CaseModule", "LayerChecker"]
+
+_SETTINGS = pytest.StashKey[dict]()
+_RECORDS = pytest.StashKey[list]()
+_MODULES = pytest.StashKey[list]()
+_PROPERTY = "gradcheck"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gradcheck", "gradient checks of layers (gradcheck)")
+    group.addoption(
+        "--gradcheck",
+        action="append",
+        default=[],
+        dest="gradcheck_modules",
+        metavar="MODULE",
+        help="run each case MODULE (a module name or a .py file) registers with "
+        "@gradcheck.case as a test; with no test paths given, only those (default: none)",
+    )
+    for option in OPTIONS:
+        group.addoption(
+            f"--gradcheck-{option.name}", **option.argparse_kwargs(f"gradcheck_{option.name}")
+        )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "gradcheck(**options): gradcheck.check_layer options (rtol=, atol=, eps=, mode=, "
+        "seed=, ...) for the gradcheck fixture in this test, e.g. gradcheck(rtol=1e-4)",
+    )
+    config.stash[_SETTINGS] = {o.name: config.getoption(f"gradcheck_{o.name}") for o in OPTIONS}
+    config.stash[_RECORDS] = []
+    config.pluginmanager.register(_Records(config), "gradcheck-records")
+    modules = []
+    if config.getoption("gradcheck_modules"):
+        from gradcheck.cli import UsageError, import_target
+
+        for target in config.getoption("gradcheck_modules"):
+            try:
+                name = import_target(target)
+            except UsageError as exc:
+                raise pytest.UsageError(f"--gradcheck {target}: {exc}") from None
+            if not registered_cases(name):
+                raise pytest.UsageError(
+                    f"--gradcheck {target}: registers no cases; decorate a builder "
+                    "`(rng, **dims) -> (layer, inputs)` with @gradcheck.case"
+                )
+            modules.append(name)
+    config.stash[_MODULES] = modules
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"gradcheck: {describe(config.stash[_SETTINGS])}"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # `pytest --gradcheck MODULE` alone runs MODULE's cases, not the default test paths.
+    if config.stash.get(_MODULES, None) and config.args_source != pytest.Config.ArgsSource.ARGS:
+        return True
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselect
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    for module in config.stash[_MODULES]:
+        collector = CaseModule.from_parent(
+            session, name=module, nodeid=module, path=_module_file(module) or session.path
+        )
+        # the hooks pytest's own collection runs, so counts and collection errors show as usual
+        session.ihook.pytest_collectstart(collector=collector)
+        report = session.ihook.pytest_make_collect_report(collector=collector)
+        session.ihook.pytest_collectreport(report=report)
+        if report.passed:
+            known = {item.nodeid for item in items}
+            items += [x for x in report.result if isinstance(x, CaseItem) and x.nodeid not in known]
+
+
+def _record(report: Any, where: str) -> dict[str, Any]:
+    gradients = report.gradients
+    worst_entry = max(
+        (e for e in gradients if e.max_rel_error is not None and math.isfinite(e.max_rel_error)),
+        key=lambda e: e.max_rel_error,
+        default=None,
+    )
+    return {
+        "layer": report.layer,
+        "quantities": len(report.entries),
+        "gradients": len(gradients),
+        "worst": None if worst_entry is None else float(worst_entry.max_rel_error),
+        "worst_name": None if worst_entry is None else worst_entry.name,
+        "passed": bool(report.passed),
+        "where": where,
+    }
+
+
+class LayerChecker:
+    """The ``gradcheck`` fixture: check layers with this session's and this test's options.
+
+    ``gradcheck(layer, *inputs, **options)`` fails the test with the report text (a
+    ``GradientMismatch``) when a gradient or contract check fails, and returns the report.
+    ``gradcheck.check(...)`` returns the report without failing. ``gradcheck.options`` are the
+    :func:`gradcheck.check_layer` keywords in force: the ``--gradcheck-*`` options, then the
+    ``@pytest.mark.gradcheck(...)`` markers (closest wins), then the call's own keywords.
+    """
+
+    def __init__(self, node: pytest.Item, options: dict[str, Any]) -> None:
+        self._node = node
+        self.options = options
+
+    def check(self, layer: Any, *inputs: Any, **options: Any) -> Any:
+        """Check ``layer`` at ``inputs``; return the report, passed or not."""
+        __tracebackhide__ = True
+        from gradcheck.check import check_layer
+
+        options = {**self.options, **options}
+        options.setdefault("context", self._node.nodeid)
+        report = check_layer(layer, *inputs, **options)
+        self._node.user_properties.append((_PROPERTY, _record(report, self._node.nodeid)))
+        return report
+
+    def __call__(self, layer: Any, *inputs: Any, **options: Any) -> Any:
+        """Check ``layer`` at ``inputs``; fail the test with the report text if it fails."""
+        __tracebackhide__ = True
+        from gradcheck.check import GradientMismatch
+
+        report = self.check(layer, *inputs, **options)
+        if not report.passed:
+            raise GradientMismatch(report)
+        return report
+
+
+@pytest.fixture
+def gradcheck(request: pytest.FixtureRequest) -> LayerChecker:
+    """Check a layer: ``gradcheck(layer, x)`` fails the test with the report when a gradient
+    is wrong. Options: ``--gradcheck-*``, then ``@pytest.mark.gradcheck(rtol=...)``."""
+    settings = request.config.stash[_SETTINGS]
+    options = {"seed": settings["seed"], **check_options(settings)}
+    for mark in reversed(list(request.node.iter_markers("gradcheck"))):  # closest last: wins
+        if mark.args:
+            raise TypeError(
+                f"@pytest.mark.gradcheck{mark.args!r}: takes keywords only, "
+                "e.g. @pytest.mark.gradcheck(rtol=1e-4)"
+            )
+        options.update(mark.kwargs)
+    return LayerChecker(request.node, options)
+
+
+class CaseModule(pytest.Collector):
+    """The cases one ``--gradcheck MODULE`` registers."""
+
+    def collect(self) -> list[CaseItem]:
+        return [CaseItem.from_case(self, case) for case in registered_cases(self.name)]
+
+
+class CaseItem(pytest.Item):
+    """One registered case, checked at ``--gradcheck-examples`` drawn examples."""
+
+    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+        self.extra_keyword_matches.update({case.module, case.name, "gradcheck"})
+
+    @classmethod
+    def from_case(cls, parent: CaseModule, case: Case) -> CaseItem:
+        path = _source_file(case) or parent.path
+        try:
+            relative = path.relative_to(parent.config.rootpath).as_posix()
+        except ValueError:
+            relative = path.as_posix()
+        return cls.from_parent(
+            parent, name=case.name, path=path, nodeid=f"{relative}::{case.name}", case=case
+        )
+
+    def runtest(self) -> None:
+        from gradcheck.check import GradientMismatch
+        from gradcheck.cli import run_case
+
+        settings = self.config.stash[_SETTINGS]
+        result = run_case(
+            self.case,
+            examples=settings["examples"],
+            seed=settings["seed"],
+            **check_options(settings),
+        )
+        self.example = result.example
+        if result.report is not None:
+            self.user_properties.append((_PROPERTY, _record(result.report, self.nodeid)))
+        if result.exception is not None:
+            raise result.exception
+        if not result.passed:
+            raise GradientMismatch(result.report)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> Any:
+        from gradcheck.check import GradientMismatch
+
+        if isinstance(excinfo.value, GradientMismatch):
+            return f"{self.case.id}: smallest failing example {self.example}\n{excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        try:
+            line = inspect.getsourcelines(self.case.func)[1] - 1
+        except (OSError, TypeError):
+            line = None
+        return self.path, line, self.case.id
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _module_file(name: str) -> Path | None:
+    file = getattr(sys.modules.get(name), "__file__", None)
+    return Path(file).resolve() if file else None
+
+
+def _source_file(case: Case) -> Path | None:
+    try:
+        return Path(inspect.getsourcefile(case.func) or "").resolve()
+    except TypeError:
+        return None
+
+
+class _Records:
+    """Collects the per-check records of finished tests (from workers too, under xdist)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self.config.stash[_RECORDS].extend(
+                value for key, value in report.user_properties if key == _PROPERTY
+            )
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    records = config.stash.get(_RECORDS, [])
+    if not records:
+        return
+    layers = sorted({r["layer"] for r in records})
+    quantities = sum(r["quantities"] for r in records)
+    failed = sum(not r["passed"] for r in records)
+    worst = max(
+        (r for r in records if r["worst"] is not None), key=lambda r: r["worst"], default=None
+    )
+    terminalreporter.section("gradcheck")
+    shown = ", ".join(layers[:8]) + (f", ... (+{len(layers) - 8})" if len(layers) > 8 else "")
+    terminalreporter.write_line(
+        f"{_plural(len(records), 'check')} of {_plural(len(layers), 'layer')} ({shown}): "
+        f"{quantities} quantities (gradients and contract checks), {failed} failed"
+    )
+    if worst is not None:
+        terminalreporter.write_line(
+            f"worst relative error {worst['worst']:.1e}: {worst['layer']} {worst['worst_name']} "
+            f"in {worst['where']}"
+        )

@@ -1,0 +1,304 @@
+"""The ``gradcheck`` command: exit codes, rows, failure reports, JSON, --list, -k, file paths.
+
+Each test writes a tiny module of cases into its own directory and calls ``main(argv)`` in
+process; one test runs ``python -m gradcheck`` for real.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gradcheck import cases as case_registry
+from gradcheck import cli
+from gradcheck.cli import main
+from gradcheck.options import OPTIONS
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+LAYERS = '''
+import numpy as np
+import gradcheck
+
+
+class Scale:
+    """y = x * w, w broadcast over the batch. bug="double": dw twice too big;
+    bug="first_row": dw from the first batch row only (right only when N == 1)."""
+
+    def __init__(self, w, bug=None):
+        self.params, self.grads, self.param_names = [w], [np.zeros_like(w)], ["w"]
+        self.bug = bug
+
+    def forward(self, x):
+        self.x = x
+        return x * self.params[0]
+
+    def backward(self, dout):
+        dw = (dout * self.x).sum(axis=0)
+        if self.bug == "double":
+            dw = 2 * dw
+        elif self.bug == "first_row":
+            dw = dout[0] * self.x[0]
+        self.grads[0][...] = dw
+        return dout * self.params[0]
+'''
+
+
+def _module(name, cases):
+    return LAYERS + textwrap.dedent(cases).replace("MODULE", name)
+
+
+GOOD = """
+@gradcheck.case(dims={"N": (1, 3), "D": (1, 3)})
+def scale(rng, N, D):
+    return Scale(rng.standard_normal(D)), (rng.standard_normal((N, D)),)
+
+
+@gradcheck.case
+def scale_fixed(rng):
+    return Scale(rng.standard_normal(2)), (rng.standard_normal((2, 2)),)
+"""
+
+BUGGY = """
+@gradcheck.case(dims={"N": (1, 3), "D": (1, 3)})
+def scale(rng, N, D):
+    return Scale(rng.standard_normal(D)), (rng.standard_normal((N, D)),)
+
+
+@gradcheck.case(dims={"N": (1, 4), "D": (1, 3)})
+def scale_first_row(rng, N, D):
+    return Scale(rng.standard_normal(D), bug="first_row"), (rng.standard_normal((N, D)),)
+"""
+
+
+@pytest.fixture
+def write_module(tmp_path, monkeypatch):
+    """Write ``name.py`` into a fresh directory (the working directory); forget it after."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(case_registry, "_REGISTRY", dict(case_registry._REGISTRY))
+    written = []
+
+    def write(name, cases):
+        path = tmp_path / f"{name}.py"
+        path.write_text(_module(name, cases))
+        written.append(name)
+        return path
+
+    yield write
+    for name in written:
+        sys.modules.pop(name, None)
+
+
+def test_all_passing_module_exits_0_with_one_row_per_case(write_module, capsys):
+    write_module("cli_good", GOOD)
+    assert main(["cli_good", "--examples", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("cli_good::")]
+    assert len(rows) == 2
+    assert all("Scale" in row and row.endswith("ok") for row in rows)
+    assert "input[0], w" in rows[0]
+    assert "2 cases: 2 passed" in out
+
+
+def test_buggy_module_exits_1_and_names_layer_and_gradient(write_module, capsys):
+    write_module("cli_buggy", BUGGY)
+    assert main(["cli_buggy", "--examples", "10"]) == 1
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("cli_buggy::scale_first_row"))
+    assert "Scale" in row and row.endswith("FAIL")
+    failure = out[out.index("FAIL cli_buggy::scale_first_row") :]
+    assert "Scale" in failure
+    assert "w (" in failure  # the blamed gradient with its shape
+    assert "1 failed (cli_buggy::scale_first_row)" in out
+    assert "Traceback" not in out
+
+
+def test_failure_shrinks_to_smallest_failing_dims(write_module, capsys):
+    # the first_row bug shows only for N >= 2; shrinking must land on N = 2, D = 1
+    write_module("cli_shrink", BUGGY)
+    assert main(["cli_shrink", "-k", "first_row", "--examples", "20"]) == 1
+    out = capsys.readouterr().out
+    assert "smallest failing example scale_first_row(seed=0, N=2, D=1)" in out
+
+
+def test_unknown_module_exits_2_with_one_line_message(write_module, capsys):
+    assert main(["no_such_module_xyz"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert "no_such_module_xyz" in lines[0]
+    assert "Traceback" not in captured.err
+
+
+def test_module_that_fails_to_import_exits_2_naming_the_error(write_module, capsys):
+    (write_module("cli_broken", GOOD)).write_text("import numpy\n1 / 0\n")
+    assert main(["cli_broken"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "ZeroDivisionError" in err and "cli_broken.py:2" in err
+
+
+def test_module_without_cases_exits_2(write_module, capsys):
+    write_module("cli_empty", "")
+    assert main(["cli_empty"]) == 2
+    assert "registers no cases" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--examples", "0"], ["--mode", "slowest"], ["--seed", "x"], ["--rtol", "-1"], ["--nope"]],
+    ids=["examples=0", "mode", "seed", "rtol", "unknown-option"],
+)
+def test_bad_option_exits_2(write_module, capsys, argv):
+    write_module("cli_opts", GOOD)
+    assert main(["cli_opts", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_no_arguments_exits_2(capsys):
+    assert main([]) == 2
+    assert "MODULE" in capsys.readouterr().err
+
+
+def test_help_exits_0_and_every_option_shows_its_default(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for option in OPTIONS:
+        assert f"--{option.name}" in out
+        assert option.help_text().endswith(")") and "(default: " in option.help_text()
+
+
+def test_json_has_one_record_per_case_with_quantities(write_module, tmp_path, capsys):
+    write_module("cli_json", BUGGY)
+    path = tmp_path / "out.json"
+    assert main(["cli_json", "--examples", "5", "--json", str(path)]) == 1
+    records = json.loads(path.read_text())
+    assert [r["case"] for r in records] == ["cli_json::scale", "cli_json::scale_first_row"]
+    good, bad = records
+    assert (good["layer"], good["passed"], bad["passed"]) == ("Scale", True, False)
+    names = {q["name"]: q for q in bad["quantities"]}
+    assert {"input[0]", "w"} <= set(names)
+    assert names["w"]["status"] == "mismatch"
+    assert names["w"]["max_rel_error"] > 1e-3
+    assert set(names["w"]) >= {"name", "kind", "status", "max_abs_error", "max_rel_error"}
+    assert good["max_rel_error"] < 1e-6
+
+
+def test_list_prints_cases_and_checks_nothing(write_module, capsys):
+    write_module("cli_list", BUGGY)
+    assert main(["cli_list", "--list"]) == 0  # the buggy case is listed, not checked
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["cli_list::scale", "cli_list::scale_first_row"]
+    assert "N=1..3" in out[0]
+
+
+def test_k_selects_cases_by_id(write_module, capsys):
+    write_module("cli_k", BUGGY)
+    assert main(["cli_k", "-k", "scale", "--list"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["cli_k", "-k", "SCALE_FIRST"]) == 1
+    assert main(["cli_k", "-k", "nothing_matches"]) == 2
+    assert "matches no case" in capsys.readouterr().err
+
+
+def test_file_path_is_accepted_like_a_module(write_module, tmp_path, monkeypatch, capsys):
+    path = write_module("cli_path", GOOD)
+    monkeypatch.chdir(tmp_path.parent)
+    assert main([str(path), "--examples", "2"]) == 0
+    assert "cli_path::scale" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing.py")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_builder_that_raises_is_an_error_row_and_exits_1(write_module, capsys):
+    write_module(
+        "cli_raises",
+        """
+        @gradcheck.case(dims={"N": (1, 2)})
+        def broken(rng, N):
+            raise RuntimeError("builder bug")
+        """,
+    )
+    assert main(["cli_raises"]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR" in out and "RuntimeError: builder bug" in out
+
+
+def test_python_m_gradcheck_runs_the_same_command(tmp_path):
+    (tmp_path / "cli_sub.py").write_text(_module("cli_sub", BUGGY))
+    done = subprocess.run(
+        [sys.executable, "-m", "gradcheck", "cli_sub", "--examples", "3"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cli_sub::scale_first_row" in done.stdout
+    assert "\r" not in done.stdout  # no progress line when stdout is not a terminal
+
+
+class _Terminal:
+    """A stdout that says it is a terminal."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_progress_line_only_on_a_terminal(write_module, monkeypatch, capsys):
+    write_module("cli_tty", GOOD)
+    monkeypatch.setattr(cli._Progress, "delay", 0.0)  # as if the run took over a second
+    assert main(["cli_tty", "--examples", "2"]) == 0
+    assert "\r" not in capsys.readouterr().out  # captured: not a terminal
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(["cli_tty", "--examples", "2"]) == 0
+    assert "\r\033[K[1/2] cli_tty::scale example 1" in terminal.text
+    rows = terminal.text.split("\r\033[K")
+    assert any(row.startswith("cli_tty::scale_fixed") for row in rows)  # line cleared first
+
+
+def test_case_options_take_precedence_over_command_line(write_module, capsys):
+    write_module(
+        "cli_case_opts",
+        """
+        @gradcheck.case(dims={"N": (1, 2)}, rtol=0.9, atol=0.9)
+        def loose(rng, N):
+            return Scale(rng.standard_normal(2), bug="double"), (rng.standard_normal((N, 2)),)
+        """,
+    )
+    assert main(["cli_case_opts", "--rtol", "1e-9"]) == 0
+
+
+def test_bundled_example_passes_and_a_broken_copy_fails(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(case_registry, "_REGISTRY", dict(case_registry._REGISTRY))
+    source = (EXAMPLES / "custom_layer.py").read_text()
+    right = "return inv_std * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)"
+    assert right in source
+    (tmp_path / "broken_norm.py").write_text(
+        source.replace(right, "return inv_std * (dxhat - mean_dxhat)")
+    )
+    try:
+        assert main([str(EXAMPLES / "custom_layer.py"), "--examples", "3"]) == 0
+        assert main([str(tmp_path / "broken_norm.py")]) == 1
+    finally:
+        sys.modules.pop("custom_layer", None)
+        sys.modules.pop("broken_norm", None)
+    out = capsys.readouterr().out
+    assert "smallest failing example layer_norm(seed=0, N=1, T=1, D=2)" in out
+    assert "LayerNorm.backward disagrees" in out
+    assert "input[0] x (1, 1, 2): max |analytic - numeric|" in out

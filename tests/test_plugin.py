@@ -1,0 +1,226 @@
+"""The pytest plugin, run in inner pytest sessions (``pytester``) on tiny layers.
+
+Fixture and marker, outcome counts, the failure message, the header and summary, the
+``--gradcheck-*`` options and ``pytest --gradcheck MODULE`` collection.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from gradcheck import cases as case_registry
+
+pytest_plugins = ["pytester"]
+
+LAYERS = '''
+import numpy as np
+import gradcheck
+
+
+class Scale:
+    """y = x * w, w broadcast over the batch; dw multiplied by `factor` (1.0: right)."""
+
+    def __init__(self, w, factor=1.0):
+        self.params, self.grads, self.param_names = [w], [np.zeros_like(w)], ["w"]
+        self.factor = factor
+
+    def forward(self, x):
+        self.x = x
+        return x * self.params[0]
+
+    def backward(self, dout):
+        self.grads[0][...] = self.factor * (dout * self.x).sum(axis=0)
+        return dout * self.params[0]
+
+
+def scale_and_input(factor=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return Scale(rng.standard_normal(3), factor), rng.standard_normal((2, 3))
+
+
+@gradcheck.case(dims={"N": (1, 3), "D": (1, 3)})
+def scale(rng, N, D):
+    return Scale(rng.standard_normal(D)), (rng.standard_normal((N, D)),)
+
+
+@gradcheck.case(dims={"N": (1, 3), "D": (1, 3)})
+def scale_wrong(rng, N, D):
+    return Scale(rng.standard_normal(D), factor=-1.0), (rng.standard_normal((N, D)),)
+'''
+
+
+@pytest.fixture
+def pt(pytester, monkeypatch):
+    """A pytester with the tiny layers as module ``tiny_layers``; the registry is restored."""
+    monkeypatch.setattr(case_registry, "_REGISTRY", dict(case_registry._REGISTRY))
+    pytester.makepyfile(tiny_layers=LAYERS)
+    pytester.syspathinsert()
+    return pytester
+
+
+TESTS = """
+import pytest
+from tiny_layers import scale_and_input
+
+
+def test_right(gradcheck):
+    layer, x = scale_and_input()
+    report = gradcheck(layer, x)
+    assert report.passed
+
+
+def test_wrong(gradcheck):
+    layer, x = scale_and_input(factor=1.5)
+    gradcheck(layer, x)
+
+
+def test_check_returns_a_failing_report_without_raising(gradcheck):
+    layer, x = scale_and_input(factor=1.5)
+    assert not gradcheck.check(layer, x).passed
+
+
+@pytest.mark.gradcheck("positional")
+def test_bad_marker(gradcheck):
+    pass
+"""
+
+
+def test_fixture_outcomes_count_pass_fail_and_error(pt):
+    pt.makepyfile(test_layers=TESTS)
+    result = pt.runpytest()
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_bad_marker*", "*keywords only*"])
+
+
+def test_failing_check_shows_report_naming_layer_and_gradient_not_internals(pt):
+    pt.makepyfile(test_layers=TESTS)
+    result = pt.runpytest("-k", "test_wrong")
+    result.assert_outcomes(failed=1, deselected=3)
+    out = result.stdout.str()
+    failure = out[out.index("test_wrong") :]
+    assert "GradientMismatch" in failure
+    assert "Scale" in failure
+    assert "w (3,)" in failure
+    assert "gradcheck/check.py" not in failure  # the checker's frames are hidden
+    assert "gradcheck/plugin.py" not in failure
+    assert "def check_layer" not in failure
+
+
+def test_marker_overrides_tolerances_per_test(pt):
+    pt.makepyfile(
+        test_marker="""
+        import pytest
+        from tiny_layers import scale_and_input
+
+        def test_default_tolerance_fails(gradcheck):
+            gradcheck(*scale_and_input(factor=1.001))
+
+        @pytest.mark.gradcheck(rtol=0.01)
+        def test_loose_marker_passes(gradcheck):
+            assert gradcheck.options["rtol"] == 0.01
+            gradcheck(*scale_and_input(factor=1.001))
+
+        @pytest.mark.gradcheck(rtol=0.01)
+        class TestClass:
+            @pytest.mark.gradcheck(rtol=1e-9)
+            def test_closest_marker_wins(self, gradcheck):
+                assert gradcheck.options["rtol"] == 1e-9
+                gradcheck(*scale_and_input(factor=1.001))
+
+        @pytest.mark.gradcheck(rtol=0.01)
+        def test_call_keyword_beats_marker(gradcheck):
+            gradcheck(*scale_and_input(factor=1.001), rtol=1e-9)
+        """
+    )
+    result = pt.runpytest()
+    result.assert_outcomes(passed=1, failed=3)
+    assert "FAILED test_marker.py::test_default_tolerance_fails" in result.stdout.str()
+    assert "FAILED test_marker.py::TestClass::test_closest_marker_wins" in result.stdout.str()
+    assert "FAILED test_marker.py::test_call_keyword_beats_marker" in result.stdout.str()
+
+
+def test_command_line_options_reach_the_fixture(pt):
+    pt.makepyfile(
+        test_opts="""
+        def test_options(gradcheck):
+            assert gradcheck.options["seed"] == 7
+            assert gradcheck.options["mode"] == "full"
+            assert gradcheck.options["rtol"] == 0.5
+        """
+    )
+    result = pt.runpytest("--gradcheck-seed=7", "--gradcheck-mode=full", "--gradcheck-rtol=0.5")
+    result.assert_outcomes(passed=1)
+
+
+def test_bad_option_value_is_a_usage_error(pt):
+    result = pt.runpytest("--gradcheck-examples=0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gradcheck-examples*must be >= 1*"])
+
+
+def test_header_prints_settings_and_seed(pt):
+    pt.makepyfile(test_nothing="def test_nothing(): pass")
+    result = pt.runpytest("--gradcheck-seed=3", "--gradcheck-examples=4")
+    result.stdout.fnmatch_lines(["gradcheck: mode=auto seed=3 examples=4 rtol=* atol=* eps=*"])
+
+
+def test_summary_counts_layers_quantities_and_worst_error(pt):
+    pt.makepyfile(test_layers=TESTS)
+    result = pt.runpytest("-k", "right or wrong")
+    result.stdout.fnmatch_lines(
+        [
+            "*= gradcheck =*",
+            "2 checks of 1 layer (Scale): * quantities *, 1 failed",
+            "worst relative error *: Scale w in test_layers.py::test_wrong",
+        ]
+    )
+
+
+def test_no_summary_when_nothing_was_checked(pt):
+    pt.makepyfile(test_nothing="def test_nothing(): pass")
+    assert "= gradcheck =" not in pt.runpytest().stdout.str()
+
+
+def test_gradcheck_option_runs_registered_cases_as_tests(pt):
+    pt.makepyfile(test_other="def test_other(): pass")  # not collected: no test paths given
+    result = pt.runpytest("--gradcheck", "tiny_layers", "--gradcheck-examples=3", "-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*tiny_layers.py::scale PASSED*", "*tiny_layers.py::scale_wrong FAILED*"]
+    )
+    out = result.stdout.str()
+    failure = out[out.index("_ tiny_layers::scale_wrong _") :]
+    assert "tiny_layers::scale_wrong: smallest failing example scale_wrong(seed=0, N=1, D=1)" in (
+        failure
+    )
+    assert "sign" in failure.lower() or "w (1,)" in failure
+    assert "Traceback" not in failure and "hypothesis" not in failure
+
+
+def test_gradcheck_option_with_test_paths_runs_both_and_k_selects(pt):
+    pt.makepyfile(test_other="def test_other(): pass")
+    result = pt.runpytest("--gradcheck", "tiny_layers", "test_other.py")
+    result.assert_outcomes(passed=2, failed=1)
+    result = pt.runpytest("--gradcheck", "tiny_layers", "-k", "scale and not wrong")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_gradcheck_option_accepts_a_file_path(pt):
+    result = pt.runpytest("--gradcheck", "tiny_layers.py", "-k", "not wrong")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_gradcheck_option_with_unknown_module_is_a_usage_error(pt):
+    result = pt.runpytest("--gradcheck", "no_such_module_xyz")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gradcheck no_such_module_xyz: no module named*"])
+
+
+def test_bundled_pytest_example_passes(pytester, monkeypatch):
+    monkeypatch.setattr(case_registry, "_REGISTRY", dict(case_registry._REGISTRY))
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for name in ("custom_layer.py", "test_custom_layer.py"):
+        pytester.path.joinpath(name).write_text((examples / name).read_text())
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["2 checks of 1 layer (LayerNorm): *, 0 failed"])
