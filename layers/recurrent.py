@@ -260,6 +260,8 @@ class _TimeRecurrent:
         name = type(self).__name__
         if xs.ndim != 3 or xs.shape[2] != D:
             raise _shape_error(f"{name}.forward", "xs", f"(N, T, {D})", xs.shape)
+        if 0 in xs.shape[:2]:
+            raise _shape_error(f"{name}.forward", "xs", f"(N, T, {D}) with N, T >= 1", xs.shape)
         N = xs.shape[0]
         if not self.stateful or self.h is None:
             zeros = np.zeros((N, H), dtype=Wh.dtype)

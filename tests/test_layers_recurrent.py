@@ -216,6 +216,9 @@ def test_bilstm_right_half_is_an_lstm_over_the_reversed_sequence():
             lambda: TimeRNN(*_weights(1)), (np.ones((2, 3)),), r"\(N, T, 3\), got \(2, 3\)"
         ),
         pytest.param(
+            lambda: TimeGRU(*_weights(3)), (np.ones((2, 0, 3)),), r"N, T >= 1, got \(2, 0, 3\)"
+        ),
+        pytest.param(
             lambda: LSTM(*_weights(4)),
             (np.ones((2, 3)), np.ones((2, 4)), np.ones((3, 4))),
             r"c_prev must have shape \(2, 4\), got \(3, 4\)",
