@@ -89,8 +89,8 @@ class TimeSoftmaxWithLoss:
         self.cache = None
 
     def forward(self, xs: np.ndarray, ts: np.ndarray) -> np.floating:
-        if xs.ndim != 3:
-            raise _shape_error("TimeSoftmaxWithLoss.forward", "xs", "(N, T, V)", xs.shape)
+        if xs.ndim != 3 or 0 in xs.shape:
+            raise _shape_error("TimeSoftmaxWithLoss.forward", "xs", "(N, T, V), none 0", xs.shape)
         N, T, V = xs.shape
         if ts.shape != (N, T):
             raise _shape_error("TimeSoftmaxWithLoss.forward", "ts", f"({N}, {T})", ts.shape)
