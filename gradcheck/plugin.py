@@ -140,6 +140,9 @@ class LayerChecker:
         self._node = node
         self.options = options
 
+    def __repr__(self) -> str:
+        return "gradcheck(" + ", ".join(f"{k}={v!r}" for k, v in self.options.items()) + ")"
+
     def check(self, layer: Any, *inputs: Any, **options: Any) -> Any:
         """Check ``layer`` at ``inputs``; return the report, passed or not."""
         __tracebackhide__ = True
