@@ -83,15 +83,7 @@ class CaseResult:
 
     def error_line(self) -> str:
         """The exception as one line: ``TypeError: ... (builder.py:12)``."""
-        exc = self.exception
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        where = ""
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        if tb is not None:
-            where = f" ({Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno})"
-        return f"{type(exc).__name__}: {message}{where}"
+        return _one_line(self.exception)
 
     def details(self) -> str:
         """The text to show for a failure: the report, or the exception."""
@@ -131,8 +123,7 @@ def _finite(x: Any) -> float | None:
 
 def _worse(new: Any, old: Any) -> bool:
     def key(e: Any) -> tuple[bool, float]:
-        err = e.max_rel_error
-        return (e.status not in ("ok", "skipped", "kink"), err if err is not None else -1.0)
+        return (not e.passed, e.max_rel_error if e.max_rel_error is not None else -1.0)
 
     return old is None or key(new) > key(old)
 
@@ -156,7 +147,7 @@ def run_case(
 
     result = CaseResult(case)
     options = {**options, **case.options}
-    worst_error, current, calls = [-1.0], [None], [0]
+    worst_error, current, calls = -1.0, None, 0
     started = time.perf_counter()
 
     @hypothesis_seed(seed)
@@ -173,12 +164,13 @@ def run_case(
     )
     @given(layer_cases(case))
     def check(drawn: Any) -> None:
-        current[0] = repr(drawn)
+        nonlocal worst_error, current, calls
+        current = repr(drawn)
         layer, inputs = drawn
         report = check_layer(layer, *inputs, seed=drawn.seed, context=drawn.context, **options)
-        calls[0] += 1
+        calls += 1
         if on_example is not None:
-            on_example(calls[0])
+            on_example(calls)
         if not report.passed:
             raise GradientMismatch(report)
         result.examples += 1
@@ -186,20 +178,21 @@ def run_case(
             if _worse(entry, result.quantities.get(entry.name)):
                 result.quantities[entry.name] = entry
         error = report.max_rel_error if math.isfinite(report.max_rel_error) else 0.0
-        if error > worst_error[0]:
-            worst_error[0] = error
-            result.report, result.example = report, current[0]
+        if error > worst_error:
+            worst_error = error
+            result.report, result.example = report, current
+        current = None  # a builder that raises while drawing the next example has no repr
 
     try:
         check()
     except GradientMismatch as exc:
         # hypothesis re-raises what the smallest failing example raised, after shrinking
-        result.report, result.example = exc.report, current[0]
+        result.report, result.example = exc.report, current
         result.quantities = {e.name: e for e in exc.report.entries}
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # a builder bug or bad use: reported, not a crash
-        result.exception, result.example = exc, current[0]
+        result.exception, result.example = exc, current
     result.seconds = time.perf_counter() - started
     return result
 
@@ -374,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gradcheck: error: {exc}", file=sys.stderr)
         return 2
 
+    if args.json_path and not Path(args.json_path).resolve().parent.is_dir():
+        print(f"gradcheck: error: --json {args.json_path}: no such directory", file=sys.stderr)
+        return 2
     width = max(len("case"), *(len(c.id) for c in cases))
     if args.list:
         for c in cases:
@@ -418,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         progress.clear()
         print("gradcheck: interrupted", file=sys.stderr)
-        return 2
+        return 130
     failed = [r for r in results if not r.passed]
     for r in failed:
         print(f"\n{'_' * 20} {r.status} {r.case.id} {'_' * 20}", file=out)

@@ -302,3 +302,10 @@ def test_bundled_example_passes_and_a_broken_copy_fails(tmp_path, monkeypatch, c
     assert "smallest failing example layer_norm(seed=0, N=1, T=1, D=2)" in out
     assert "LayerNorm.backward disagrees" in out
     assert "input[0] x (1, 1, 2): max |analytic - numeric|" in out
+
+
+def test_json_into_a_missing_directory_exits_2_before_checking(write_module, tmp_path, capsys):
+    write_module("cli_json_dir", GOOD)
+    assert main(["cli_json_dir", "--json", str(tmp_path / "nowhere" / "out.json")]) == 2
+    captured = capsys.readouterr()
+    assert "no such directory" in captured.err and captured.out == ""
