@@ -16,3 +16,14 @@ def test_every_public_layer_class_has_a_registered_case():
         f"no registered case builds {', '.join(missing)}; add a @gradcheck.case for each in "
         "layers/cases.py"
     )
+
+
+def test_every_case_falls_in_a_fuzzed_family():
+    # tests/test_fuzz_<family>.py picks its cases by the module of the layer they build
+    families = {f"layers.{f}" for f in ("basic", "time", "recurrent", "attention", "seq2seq")}
+    stray = {
+        case.id: type(layer).__module__
+        for case in registered_cases("layers")
+        if type(layer := case.build(0)[0]).__module__ not in families
+    }
+    assert not stray, f"cases whose layer no tests/test_fuzz_*.py module fuzzes: {stray}"
