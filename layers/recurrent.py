@@ -42,6 +42,15 @@ def _lstm_step(a: np.ndarray, c_prev: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return o * tanh_c, c, (s, g, tanh_c)
 
 
+def _lstm_gate_scales(H: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """s, off (4H,): tanh(a * s) * s + off is sigmoid(a) in blocks f, i, o and tanh(a) in g."""
+    s = np.full(4 * H, 0.5, dtype=dtype)
+    s[H : 2 * H] = 1
+    off = np.full(4 * H, 0.5, dtype=dtype)
+    off[H : 2 * H] = 0
+    return s, off
+
+
 def _lstm_step_backward(
     dh: np.ndarray, dc: np.ndarray, c_prev: np.ndarray, gates: tuple, da: np.ndarray
 ) -> np.ndarray:
@@ -339,39 +348,68 @@ class TimeLSTM(_TimeRecurrent):
         Wx, Wh, b = self.params
         h0, c0 = self._start(xs)
         N, T, D = xs.shape
-        ax = (xs.reshape(N * T, D) @ Wx + b).astype(b.dtype, copy=False)  # input part, all steps
-        ax = ax.reshape(N, T, -1)
-        hs = np.empty((N, T, Wh.shape[0]), dtype=Wh.dtype)
-        cs = np.empty_like(hs)
-        steps = []
-        h, c = h0, c0
+        H = Wh.shape[0]
+        # One tanh per step gives all four gates: tanh(a * s) * s + off is sigmoid(a) in the
+        # f, i, o blocks (sigmoid(a) = 0.5 * tanh(0.5 * a) + 0.5) and tanh(a) in g. s scales the
+        # input part of all steps in one product and Wh once (exact: s is 0.5 or 1). Time-major
+        # buffers: step t reads hs[t], cs[t] and writes zs[t], hs[t + 1], cs[t + 1] in place.
+        s, off = _lstm_gate_scales(H, Wh.dtype)
+        axs = xs.transpose(1, 0, 2).reshape(T * N, D) @ (Wx * s) + b * s
+        axs = axs.astype(b.dtype, copy=False).reshape(T, N, 4 * H)
+        Whs = Wh * s
+        zs = np.empty((T, N, 4 * H), dtype=Wh.dtype)  # gates f, g, i, o of every step
+        hs = np.empty((T + 1, N, H), dtype=Wh.dtype)  # hs[0] = h0
+        cs = np.empty_like(hs)  # cs[0] = c0
+        tanh_cs = np.empty((T, N, H), dtype=Wh.dtype)
+        hs[0], cs[0] = h0, c0
         for t in range(T):
-            h, c, gates = _lstm_step(ax[:, t] + h @ Wh, c)
-            hs[:, t], cs[:, t] = h, c
-            steps.append(gates)
-        self.cache = (xs, h0, c0, hs, cs, steps)
-        self.h, self.c = h, c
-        return hs
+            z, c = zs[t], cs[t + 1]
+            np.dot(hs[t], Whs, out=z)
+            z += axs[t]
+            np.tanh(z, out=z)
+            z *= s
+            z += off
+            np.multiply(z[:, :H], cs[t], out=c)
+            c += z[:, H : 2 * H] * z[:, 2 * H : 3 * H]
+            np.tanh(c, out=tanh_cs[t])
+            np.multiply(z[:, 3 * H :], tanh_cs[t], out=hs[t + 1])
+        self.cache = (xs, hs, cs, zs, tanh_cs)
+        self.h, self.c = hs[T].copy(), cs[T].copy()
+        return hs[1:].transpose(1, 0, 2).copy()
 
     def backward(self, dhs: np.ndarray) -> np.ndarray:
-        Wx, Wh, b = self.params
-        xs, h0, c0, hs, cs, steps = self.cache
+        Wx, Wh, _ = self.params
+        xs, hs, cs, zs, tanh_cs = self.cache
         N, T, D = xs.shape
-        if dhs.shape != hs.shape:
-            raise _shape_error("TimeLSTM.backward", "dhs", str(hs.shape), dhs.shape)
-        da = np.empty((N, T, b.shape[0]), dtype=b.dtype)
-        dh, dc = np.zeros_like(h0), np.zeros_like(c0)
+        H = Wh.shape[0]
+        if dhs.shape != (N, T, H):
+            raise _shape_error("TimeLSTM.backward", "dhs", str((N, T, H)), dhs.shape)
+        # Everything that does not depend on the recurrence, for all steps at once: with
+        # ds = dc + dh * o * (1 - tanh_c^2) the gradient reaching c, the pre-activation gradient
+        # of blocks f, g, i is ds times coef[:, :, :3], and of block o dh times coef[:, :, 3].
+        f, g, i, o = zs[..., :H], zs[..., H : 2 * H], zs[..., 2 * H : 3 * H], zs[..., 3 * H :]
+        ds_per_dh = o * (1 - tanh_cs * tanh_cs)
+        coef = np.empty((T, N, 4, H), dtype=zs.dtype)
+        coef[:, :, 0] = cs[:-1] * f * (1 - f)
+        coef[:, :, 1] = i * (1 - g * g)
+        coef[:, :, 2] = g * i * (1 - i)
+        coef[:, :, 3] = tanh_cs * o * (1 - o)
+        da = np.empty((T, N, 4, H), dtype=zs.dtype)
+        dh, dc = np.zeros((N, H), dtype=zs.dtype), np.zeros((N, H), dtype=zs.dtype)
+        WhT = Wh.T
         for t in reversed(range(T)):
-            c_prev = cs[:, t - 1] if t else c0
-            dc = _lstm_step_backward(dhs[:, t] + dh, dc, c_prev, steps[t], da[:, t])
-            dh = da[:, t] @ Wh.T
-        h_prevs = np.concatenate((h0[:, None], hs[:, :-1]), axis=1)
-        da2 = da.reshape(N * T, -1)
-        self.grads[0][...] = xs.reshape(N * T, D).T @ da2
-        self.grads[1][...] = h_prevs.reshape(N * T, -1).T @ da2
+            dh = dhs[:, t] + dh
+            ds = dc + dh * ds_per_dh[t]
+            np.multiply(ds[:, None], coef[t, :, :3], out=da[t, :, :3])
+            np.multiply(dh, coef[t, :, 3], out=da[t, :, 3])
+            dc = ds * f[t]
+            dh = np.dot(da[t].reshape(N, 4 * H), WhT)
+        da2 = da.reshape(T * N, 4 * H)
+        self.grads[0][...] = xs.transpose(1, 0, 2).reshape(T * N, D).T @ da2
+        self.grads[1][...] = hs[:-1].reshape(T * N, H).T @ da2
         self.grads[2][...] = da2.sum(axis=0)
         self.dh, self.dc = dh, dc
-        return (da2 @ Wx.T).reshape(N, T, D)
+        return (da2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2).copy()
 
 
 class TimeGRU(_TimeRecurrent):
