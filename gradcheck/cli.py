@@ -318,8 +318,13 @@ def _row(columns: Sequence[str], widths: Sequence[int]) -> str:
     return "  ".join([*cells, columns[-1]]).rstrip()
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gradcheck",
         description="Check every case registered with @gradcheck.case in each MODULE: "
         "gradients against central differences and the layer contract.",

@@ -22,9 +22,9 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an int; try 5") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int; try 10") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1; try 5")
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1; try 10")
     return value
 
 
