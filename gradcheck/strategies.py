@@ -221,7 +221,10 @@ def labels(
                 "use a label outside [0, num_classes), e.g. ignore_label=-1"
             )
         if ignore_label < 0 and dtype.kind == "u":
-            raise ValueError(f"ignore_label={ignore_label} does not fit dtype={dtype.name}")
+            raise ValueError(
+                f"ignore_label={ignore_label} does not fit dtype={dtype.name}; "
+                "use a signed dtype such as dtype=np.int64"
+            )
     return _labels(shape, num_classes, ignore_label, min_kept, dtype)
 
 
