@@ -1,0 +1,176 @@
+"""The checker against its zoo: every bug caught by the entry that names it, every twin passes.
+
+The table lives in ``tests/zoo.py``; each test body here runs over all of it (JAX's pattern).
+A bug and its twin are built from the same seed, so they share weights and inputs, and are
+checked under the same settings: a failure on the bug is the bug, not the data.
+
+Gaps the zoo found in the checker are strict xfails (``_finding``): they document the case
+exactly, and turn red here once the checker is fixed, so the mark gets removed.
+"""
+
+import numpy as np
+import pytest
+
+from gradcheck import check_layer
+from tests.zoo import KINKS, ZOO, TanhInFloat32
+
+GRADIENT_BUGS = [bug for bug in ZOO if bug.check == "gradient"]
+HIDDEN_BUGS = [bug for bug in ZOO if bug.hidden_at]
+PATTERN_BUGS = [bug for bug in ZOO if bug.pattern]
+BUGS = {bug.name: bug for bug in ZOO}
+SEEDS = range(10)  # fast mode is cheap: every case at ten seeds
+AUTO_SEEDS = range(5)
+
+_NOISE_AS_KINKS = "float32 rounding of the loss is taken for kinks, so the layer passes (3.3)"
+_KINKS_ON_PROJECTION = (
+    "fast mode: with several kinks on one projection the analytic value can lie outside "
+    "[left, right] slope, so a correct layer gets a mismatch (3.6)"
+)
+FINDINGS = {  # (test, case) -> why the checker fails it today
+    ("fast bug", "matmul_computes_in_float32"): _NOISE_AS_KINKS,
+    ("fast bug", "tanh_computes_in_float32"): _NOISE_AS_KINKS,
+    ("fast twin", "relu_without_mask"): _KINKS_ON_PROJECTION,
+    ("fast kink", "relu_at_zero"): _KINKS_ON_PROJECTION,
+    ("fast kink", "relu_open_at_zero"): _KINKS_ON_PROJECTION,
+    ("fast kink", "max_over_time_with_ties"): _KINKS_ON_PROJECTION,
+}
+
+
+def _finding(reason):
+    """A known gap in the checker, found by this zoo: strict, so the fix turns it red here."""
+    return pytest.mark.xfail(strict=True, reason=f"checker finding: {reason}")
+
+
+def _cases(test, cases):
+    return [
+        pytest.param(
+            case,
+            id=case.name,
+            marks=[_finding(FINDINGS[test, case.name])] if (test, case.name) in FINDINGS else [],
+        )
+        for case in cases
+    ]
+
+
+def _entry(report, name):
+    named = [e for e in report.entries if e.name == name]
+    assert named, f"no entry {name!r} in the report; entries: {[e.name for e in report.entries]}"
+    return named[0]
+
+
+def _caught(bug, seed, **options):
+    """Whether the checker fails the bug, on the entry that names it, at this seed."""
+    layer, inputs = bug.make(seed=seed)
+    report = check_layer(layer, *inputs, seed=seed, **options)
+    return not report.passed and not _entry(report, bug.blame).passed
+
+
+def _passes(case, seed, cls=None, **options):
+    layer, inputs = case.make(cls, seed=seed) if cls else case.make(seed=seed)
+    return check_layer(layer, *inputs, seed=seed, **options).passed
+
+
+def test_zoo_is_big_enough_and_named_uniquely():
+    names = [bug.name for bug in ZOO]
+    assert len(names) >= 30
+    assert len(set(names)) == len(names)
+    assert {bug.check for bug in ZOO} == {"gradient", "contract"}
+
+
+@pytest.mark.parametrize("bug", ZOO, ids=lambda bug: bug.name)
+def test_checker_blames_the_entry_that_names_the_bug(bug):
+    layer, inputs = bug.make()
+    report = check_layer(layer, *inputs)
+    assert not report.passed, f"{bug.name} went unnoticed:\n{report}"
+    entry = _entry(report, bug.blame)
+    assert entry.kind == bug.check, report
+    assert entry.status == ("mismatch" if bug.check == "gradient" else "fail"), report
+    if bug.check == "gradient":
+        assert all(e.passed for e in report.contract), f"a value bug breaks no contract:\n{report}"
+
+
+@pytest.mark.parametrize("bug", ZOO, ids=lambda bug: bug.name)
+def test_correct_twin_passes_under_the_same_settings(bug):
+    layer, inputs = bug.make(bug.twin)
+    report = check_layer(layer, *inputs)
+    assert report.passed, report
+    assert _entry(report, bug.blame).status in ("ok", "kink"), report
+
+
+@pytest.mark.parametrize("bug", ZOO, ids=lambda bug: bug.name)
+def test_bug_is_caught_and_twin_passes_at_every_seed(bug):
+    assert [seed for seed in AUTO_SEEDS if not _caught(bug, seed)] == []
+    assert [seed for seed in AUTO_SEEDS if not _passes(bug, seed, bug.twin)] == []
+
+
+@pytest.mark.parametrize("bug", PATTERN_BUGS, ids=lambda bug: bug.name)
+def test_report_names_the_pattern_of_the_bug(bug):
+    layer, inputs = bug.make()
+    entry = _entry(check_layer(layer, *inputs), bug.blame)
+    assert bug.pattern in (entry.pattern or ""), entry
+
+
+@pytest.mark.parametrize("bug", HIDDEN_BUGS, ids=lambda bug: bug.name)
+def test_shape_dependent_bug_hides_at_its_blind_shapes(bug):
+    # Why checks must vary shapes: at these sizes the bug is invisible, elsewhere it is caught.
+    layer, inputs = bug.make(**bug.hidden_at)
+    assert check_layer(layer, *inputs).passed
+
+
+@pytest.mark.parametrize("bug", _cases("fast bug", GRADIENT_BUGS))
+def test_fast_mode_detects_every_gradient_bug(bug):
+    assert [seed for seed in SEEDS if not _caught(bug, seed, mode="fast")] == []
+
+
+@pytest.mark.parametrize("bug", _cases("fast twin", GRADIENT_BUGS))
+def test_fast_mode_passes_every_twin(bug):
+    assert [seed for seed in SEEDS if not _passes(bug, seed, bug.twin, mode="fast")] == []
+
+
+@pytest.mark.parametrize("kink", KINKS, ids=lambda kink: kink.name)
+def test_correct_layer_at_a_kink_is_reported_as_kink_not_mismatch(kink):
+    layer, inputs = kink.make()
+    report = check_layer(layer, *inputs)
+    assert report.passed, report
+    assert _entry(report, kink.entry).status == "kink", report
+
+
+@pytest.mark.parametrize("kink", _cases("fast kink", KINKS))
+def test_fast_mode_reports_kinks_not_mismatches(kink):
+    assert [seed for seed in SEEDS if not _passes(kink, seed, mode="fast")] == []
+
+
+def test_relu_with_wrong_gradient_away_from_zero_is_a_mismatch_despite_kinks():
+    layer, inputs = BUGS["relu_without_mask"].make()
+    assert (inputs[0] == 0).any()  # the same kinks as the correct ReLU
+    entry = _entry(check_layer(layer, *inputs), "input[0]")
+    assert entry.status == "mismatch"
+    assert inputs[0][entry.index] != 0  # blamed where the derivative exists
+
+
+@pytest.mark.parametrize("bug", ZOO, ids=lambda bug: bug.name)
+def test_checker_leaves_the_buggy_layer_as_it_was(bug):
+    layer, inputs = bug.make()
+    before = [a.copy() for a in (*layer.params, *layer.grads, *inputs)]
+    check_layer(layer, *inputs)
+    after = (*layer.params, *layer.grads, *inputs)
+    for a, b in zip(after, before, strict=True):
+        assert a.dtype == b.dtype
+        assert (a == b).all()
+
+
+@_finding(_NOISE_AS_KINKS)
+def test_layer_computing_in_float32_is_caught_at_every_seed():
+    def passes(seed):
+        x = np.random.default_rng(seed).standard_normal((1, 2))
+        return check_layer(TanhInFloat32(), x, seed=seed).passed
+
+    assert [seed for seed in range(20) if passes(seed)] == []
+
+
+@_finding("no report line says the layer computes in float32 internally (3.3)")
+def test_report_says_when_a_layer_computes_in_float32_internally():
+    layer, inputs = BUGS["matmul_computes_in_float32"].make()
+    report = check_layer(layer, *inputs)
+    assert "float32" in str(report), report
+    assert sum(e.kinks for e in report.gradients) == 0, report
