@@ -239,38 +239,36 @@ def dtypes(h: Any) -> Entry:
     if problems:
         problems.insert(0, "with float64 params the layer computes in float32")
         problems.append("use the params' dtype for buffers (np.zeros_like, dtype=W.dtype)")
-    problems += _native_dtypes(h)
+    if "precision" in h.facts and not h.facts["gradients_failed"]:
+        # (when gradients fail, the report's note says it; the gradient entries carry the blame)
+        problems.insert(0, h.facts["precision"])
+    problems += h.facts.get("native_dtype", [])
     return _entry("output dtype follows params", problems)
 
 
-def _native_dtypes(h: Any) -> list[str]:
-    """One forward and backward of a plain copy of the user's (e.g. float32) layer: outputs and
-    input gradients keep the params' dtype (no silent upcast to float64)."""
-    dtypes = {p.dtype for p in h.original.params}
-    if len(dtypes) != 1 or np.float64 in dtypes:
+def native_dtype_problems(layer: Any, inputs: tuple[np.ndarray, ...]) -> list[str]:
+    """One forward and backward of a plain copy of the user's (say float32) layer: outputs and
+    input gradients keep the params' dtype (no silent upcast to float64). Run before the
+    float64 copy exists, so the two copies are never alive together. Returns the problems."""
+    dtypes = {p.dtype for p in layer.params}
+    if len(dtypes) != 1 or dtypes == {np.dtype(np.float64)}:
         return []
     (dtype,) = dtypes
-    twin = copy.deepcopy(h.original)
-    inputs = [np.array(x, copy=True) for x in h.user_inputs]
-    h.forward_calls += 1
-    out = twin.forward(*inputs)
+    twin = copy.deepcopy(layer)
+    out = twin.forward(*[np.array(x, copy=True) for x in inputs])
     outs = out if isinstance(out, tuple) else (out,)
     problems = [
         f"with {dtype} params, output[{k}] is {np.asarray(o).dtype}"
         for k, o in enumerate(outs)
         if isinstance(o, np.ndarray) and o.dtype != dtype
     ]
-    douts = [d if isinstance(d, float) else d.astype(dtype) for d in h.douts]
-    h.backward_calls += 1
+    douts = [np.ones_like(o, dtype=dtype) if isinstance(o, np.ndarray) else 1.0 for o in outs]
     result = twin.backward(*douts)
     grads = list(result) if isinstance(result, (tuple, list)) else [result]
     problems += [
-        f"with {dtype} params, the gradient of {h.input_labels[i]} is {grads[i].dtype}"
-        for i in h.float_inputs
-        if i < len(grads)
-        and isinstance(grads[i], np.ndarray)
-        and h.user_inputs[i].dtype == dtype
-        and grads[i].dtype != dtype
+        f"with {dtype} params, the gradient of input[{i}] is {g.dtype}"
+        for i, (g, x) in enumerate(zip(grads, inputs, strict=False))
+        if isinstance(g, np.ndarray) and x.dtype == dtype and g.dtype != dtype
     ]
     if problems:
         problems.append("compute in the params' dtype (np.asarray(x, dtype=float) upcasts)")

@@ -18,7 +18,7 @@ is right. They cost nothing beyond one shared evaluation ``f0 = f()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,70 +67,74 @@ def numerical_gradient(
         f0 = float(f())
         evaluations += 1
     flat = np.arange(x.size) if indices is None else np.asarray(indices, dtype=np.intp)
-    if x.ndim:
-        coords = [c.tolist() for c in np.unravel_index(flat, x.shape)]
-        where = list(zip(*coords, strict=True))
-    else:  # a 0-d array: every index is ()
-        where = [()] * len(flat)
-    central = np.empty(len(where))
-    left = np.empty(len(where))
-    right = np.empty(len(where))
-    for k, idx in enumerate(where):
-        value = float(x[idx])
-        x[idx] = up = value + eps
+    view = x.reshape(-1)  # a view for the contiguous arrays the checker passes
+    if not np.shares_memory(view, x):
+        view = None
+    central = np.empty(len(flat))
+    left = np.empty(len(flat))
+    right = np.empty(len(flat))
+    for k in range(len(flat)):  # (no Python list of indices: it would outweigh x)
+        i = int(flat[k])
+        target, idx = (view, i) if view is not None else (x, np.unravel_index(i, x.shape))
+        value = float(target[idx])
+        target[idx] = up = value + eps
         try:
             f_plus = float(f())
-            x[idx] = down = value - eps
+            target[idx] = down = value - eps
             f_minus = float(f())
         finally:
-            x[idx] = value
+            target[idx] = value
         step_up, step_down = up - value, value - down
         central[k] = (f_plus - f_minus) / (step_up + step_down)
         right[k] = (f_plus - f0) / step_up
         left[k] = (f0 - f_minus) / step_down
-    return Differences(central, left, right, flat, evaluations + 2 * len(where))
+    return Differences(central, left, right, flat, evaluations + 2 * len(flat))
 
 
 def directional_derivative(
     f: Callable[[], float],
     x: np.ndarray,
-    directions: np.ndarray,
+    directions: Iterable[np.ndarray],
     *,
     eps: float = 1e-6,
     f0: float | None = None,
 ) -> Differences:
     """Central differences of ``f()`` along each direction ``v`` in ``directions``, i.e. the
-    numerical ``<grad f, v>``, perturbing ``x`` in place (``x += eps * v``) and restoring it
-    exactly from one saved copy.
+    numerical ``<grad f, v>``, perturbing ``x`` in place (``x = x0 + eps * v``) and restoring it
+    exactly from one saved copy. ``directions`` may be a generator (one ``v`` alive at a time);
+    each ``v`` may be scaled in place.
 
-    (x: shape S, directions: (K, *S)) -> central, left, right: (K,)
+    (x: shape S, each v: shape S) -> central, left, right: (K,)
     """
     if x.dtype != np.float64:
         raise TypeError(f"x.dtype={x.dtype} must be float64; perturb a float64 copy")
     if not eps > 0:
         raise ValueError(f"eps={eps} must be > 0; try eps=1e-6")
-    directions = np.asarray(directions, dtype=np.float64)
-    if directions.shape[1:] != x.shape:
-        raise ValueError(
-            f"directions.shape={directions.shape} must be (K, *x.shape) = (K, *{x.shape})"
-        )
     evaluations = 0
     if f0 is None:
         f0 = float(f())
         evaluations += 1
     saved = x.copy()
-    K = len(directions)
-    central, left, right = np.empty(K), np.empty(K), np.empty(K)
+    central: list[float] = []
+    left: list[float] = []
+    right: list[float] = []
     try:
-        for k, v in enumerate(directions):
-            np.add(saved, eps * v, out=x)
+        for v in directions:
+            v = np.asarray(v, dtype=np.float64)
+            if v.shape != x.shape:
+                raise ValueError(f"direction shape {v.shape} must equal x.shape={x.shape}")
+            step = np.multiply(v, eps, out=v if v.flags.writeable else None)
+            np.add(saved, step, out=x)
             f_plus = float(f())
-            np.subtract(saved, eps * v, out=x)
+            np.subtract(saved, step, out=x)
             f_minus = float(f())
             np.copyto(x, saved)
-            central[k] = (f_plus - f_minus) / (2 * eps)
-            right[k] = (f_plus - f0) / eps
-            left[k] = (f0 - f_minus) / eps
+            central.append((f_plus - f_minus) / (2 * eps))
+            right.append((f_plus - f0) / eps)
+            left.append((f0 - f_minus) / eps)
     finally:
         np.copyto(x, saved)
-    return Differences(central, left, right, None, evaluations + 2 * K)
+    K = len(central)
+    return Differences(
+        np.array(central), np.array(left), np.array(right), None, evaluations + 2 * K
+    )

@@ -597,14 +597,14 @@ def test_full_mode_costs_two_forwards_per_element_plus_a_few(rng):
     layer, x = _affine(rng)
     report = check_layer(layer, x, mode="full", contract_checks=False)
     n = x.size + sum(p.size for p in layer.params)
-    assert 2 * n < report.forward_calls <= 2 * n + 3
+    assert 2 * n < report.forward_calls <= 2 * n + 7  # probe, analytic pass, precision probe
     assert report.backward_calls == 1
 
 
 def test_fast_mode_costs_two_forwards_per_projection(rng):
     layer, x = _affine(rng, N=3, D=30, H=40)
     report = check_layer(layer, x, mode="fast", projections=3, contract_checks=False)
-    assert report.forward_calls <= 2 * 3 * 3 + 2
+    assert report.forward_calls <= 2 * 3 * 3 + 6
     assert "projections" in _entry(report, "W").message
 
 
