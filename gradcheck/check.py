@@ -391,8 +391,8 @@ class _Harness:
             np.array(x, dtype=np.float64) if x.dtype.kind == "f" else np.array(x) for x in inputs
         ]
         self.float_inputs = [i for i, x in enumerate(inputs) if x.dtype.kind == "f"]
-        for i in self.float_inputs:
-            self.sources[id(self.inputs[i])] = inputs[i]
+        for x, user_x in zip(self.inputs, inputs, strict=True):
+            self.sources[id(x)] = user_x
         self.input_labels = _input_labels(layer, len(inputs))
         self.param_names = _param_labels(layer)
         self.notes: list[str] = []
@@ -452,10 +452,15 @@ class _Harness:
         return self.loss(self.layer.forward(*self.inputs))
 
     def backward(self, douts: list[Any]) -> list[Any]:
-        """backward(*douts) on the copy; returns one gradient (or None) per input."""
+        """backward(*douts) on the copy, given copies of douts (kept in ``passed_douts``, so
+        a backward that edits dout is seen and cannot spoil later calls); returns one
+        gradient (or None) per input."""
         __tracebackhide__ = True
         self.backward_calls += 1
-        result = self.layer.backward(*douts)
+        self.passed_douts = [
+            np.array(d, copy=True) if isinstance(d, np.ndarray) else d for d in douts
+        ]
+        result = self.layer.backward(*self.passed_douts)
         return self._input_grads(result)
 
     def zero_grads(self) -> None:
@@ -477,7 +482,7 @@ class _Harness:
         lists = [(lst, list(lst)) for lst in graph.lists]
         generators = [(g, _generator_state(g)) for g in graph.generators]
         watched = [a for a in graph.arrays if id(a) in self.sources]
-        watched += [self.inputs[i] for i in self.float_inputs]
+        watched += self.inputs
         self.out0 = out = self._checked_output(self.call_forward())
         # the restore plan: only what the probe changed (generators always)
         self._plan_dicts = [(d, s) for d, s in dicts if _changed(d, s)]
@@ -487,18 +492,12 @@ class _Harness:
         self._plan_arrays = [(a, self.sources[id(a)]) for a in mutated]
         self.facts["mutated_by_forward"] = {id(a) for a in mutated}
         self.facts["mutated_inputs"] = [
-            i for i in self.float_inputs if id(self.inputs[i]) in self.facts["mutated_by_forward"]
-        ]
-        self.facts["mutated_inputs"] += [
-            i
-            for i, x in enumerate(self.inputs)
-            if i not in self.float_inputs and not np.array_equal(x, self.user_inputs[i])
+            i for i, x in enumerate(self.inputs) if id(x) in self.facts["mutated_by_forward"]
         ]
         self.scalar = not isinstance(out, (tuple, np.ndarray)) or (
             isinstance(out, np.ndarray) and out.ndim == 0
         )
         self.douts = self._make_douts(dout, out)
-        self.douts_saved = [np.array(d, copy=True) for d in self.douts]
         # the analytic pass
         out = self.forward()
         self.facts["out_repeat"] = out
@@ -508,12 +507,9 @@ class _Harness:
         self.facts["grads_list_after"] = id(self.layer.grads)
         self.facts["dout_modified"] = [
             k
-            for k, (d, s) in enumerate(zip(self.douts, self.douts_saved, strict=True))
-            if not np.array_equal(d, s)
+            for k, (d, passed) in enumerate(zip(self.douts, self.passed_douts, strict=True))
+            if not np.array_equal(d, passed)
         ]
-        for d, s in zip(self.douts, self.douts_saved, strict=True):
-            if isinstance(d, np.ndarray):
-                np.copyto(d, s)
         # backward must not touch the inputs or params either; put back what it changed
         self.facts["mutated_inputs_backward"] = []
         for i in self.float_inputs:

@@ -1,0 +1,182 @@
+"""The contract checks (gradcheck.contract): each blames its own report line, and only it.
+
+One small layer, ``Scale`` (y = x * w + c, elementwise), with one switch per breach; every
+breach is paired with the correct layer under the same settings.
+"""
+
+import numpy as np
+import pytest
+
+from gradcheck import check_layer
+
+CHECKS = [
+    "grads parallel to params",
+    "grads written in place",
+    "grads overwritten, not accumulated",
+    "arguments unmodified",
+    "params unmodified",
+    "dout unmodified",
+    "forward deterministic",
+    "stateful=False keeps no memory",
+    "backward linear in dout",
+    "output dtype follows params",
+    "gradient shapes match inputs",
+]
+
+
+class Scale:
+    """y = x * w + c. Params: w (D,), c (D,). forward: x (N, D) -> (N, D)."""
+
+    def __init__(self, w, c, bug=None):
+        self.params = [w, c]
+        self.grads = [np.zeros_like(w), np.zeros_like(c)]
+        self.param_names = ["w", "c"]
+        self.bug = bug
+        if bug == "grad is param":
+            self.grads[1] = c
+        if bug == "grad dtype":
+            self.grads[1] = np.zeros(c.shape, dtype=np.float16)
+        if bug in ("memory", "stateful ok"):
+            self.stateful = False
+            self.total = np.zeros_like(w)
+
+    def forward(self, x):
+        w, c = self.params
+        self.x = x
+        if self.bug == "mutate x":
+            x *= 1.0000001
+        if self.bug == "mutate param":
+            c += 0.0  # harmless
+            w[...] = w * 1.0000001
+        y = x * w + c
+        if self.bug == "global random":
+            y = y + 1e-3 * np.random.random(y.shape)  # noqa: NPY002
+        if self.bug == "memory":
+            self.total = self.total + 1
+            y = y + self.total
+        if self.bug == "float32 buffer":
+            out = np.empty(y.shape, dtype=np.float32)
+            out[...] = y
+            y = out
+        return y
+
+    def backward(self, dout):
+        w, _ = self.params
+        dw = np.sum(dout * self.x, axis=0)
+        dc = dout.sum(axis=0)
+        if self.bug == "rebind":
+            self.grads[0] = dw
+        elif self.bug == "rebind list":
+            self.grads = [dw, dc]
+            return dout * w
+        elif self.bug == "accumulate":
+            self.grads[0] += dw
+        else:
+            self.grads[0][...] = dw
+        self.grads[1][...] = dc
+        if self.bug == "nonlinear":
+            dout = np.clip(dout, -0.5, 0.5)
+            self.grads[1][...] = dout.sum(axis=0)
+        if self.bug == "mutate dout":
+            dout *= 1.0
+            dout += 0.0
+            dout[0] = 0.0
+        if self.bug == "mutate x in backward":
+            self.x[0] = 0.0
+        dx = dout * w
+        if self.bug == "keepdims":
+            return dx[None]
+        return dx
+
+
+BREACHES = [
+    ("grad is param", "grads parallel to params"),
+    ("grad dtype", "grads parallel to params"),
+    ("rebind", "grads written in place"),
+    ("rebind list", "grads written in place"),
+    ("accumulate", "grads overwritten, not accumulated"),
+    ("mutate x", "arguments unmodified"),
+    ("mutate x in backward", "arguments unmodified"),
+    ("mutate param", "params unmodified"),
+    ("mutate dout", "dout unmodified"),
+    ("global random", "forward deterministic"),
+    ("memory", "stateful=False keeps no memory"),
+    ("nonlinear", "backward linear in dout"),
+    ("float32 buffer", "output dtype follows params"),
+    ("keepdims", "gradient shapes match inputs"),
+]
+
+
+#: Breaches that break a second check as a consequence, which the report rightly shows too.
+CONSEQUENCES = {
+    "grad is param": {"params unmodified"},  # backward writes dc into c itself
+    "mutate x in backward": {"grads overwritten, not accumulated"},  # its cache changed
+}
+
+
+def _make(bug=None, dtype=np.float64):
+    rng = np.random.default_rng(0)
+    w, c = rng.standard_normal(4).astype(dtype), rng.standard_normal(4).astype(dtype)
+    return Scale(w, c, bug), rng.standard_normal((3, 4)).astype(dtype)
+
+
+def _entry(report, name):
+    (entry,) = [e for e in report.entries if e.name == name]
+    return entry
+
+
+def test_every_contract_check_has_its_own_line_in_order():
+    layer, x = _make()
+    report = check_layer(layer, x)
+    assert [e.name for e in report.contract] == CHECKS
+    assert report.passed, report
+    assert all(e.kind == "contract" for e in report.contract)
+    assert all(f"contract: {name}: " in str(report) for name in CHECKS)
+
+
+@pytest.mark.parametrize(("bug", "blame"), BREACHES, ids=[b for b, _ in BREACHES])
+def test_each_breach_is_blamed_on_its_check(bug, blame):
+    layer, x = _make(bug)
+    report = check_layer(layer, x)
+    assert not report.passed
+    entry = _entry(report, blame)
+    assert entry.status == "fail", report
+    assert entry.message  # says what broke and how to fix it
+    others = {e.name for e in report.contract if e.status == "fail"} - {blame}
+    assert others <= CONSEQUENCES.get(bug, set()), report
+
+
+def test_correct_twin_of_a_stateful_false_layer_passes_the_memory_check():
+    layer, x = _make("stateful ok")
+    assert _entry(check_layer(layer, x), "stateful=False keeps no memory").status == "ok"
+
+
+def test_memory_check_is_skipped_without_a_stateful_attribute():
+    layer, x = _make()
+    entry = _entry(check_layer(layer, x), "stateful=False keeps no memory")
+    assert entry.status == "skipped" and entry.passed
+
+
+def test_accumulating_backward_is_named_as_such():
+    layer, x = _make("accumulate")
+    entry = _entry(check_layer(layer, x), "grads overwritten, not accumulated")
+    assert "doubled w" in entry.message and "+=" in entry.message
+
+
+def test_float32_layer_that_upcasts_its_output_breaks_the_dtype_check():
+    class Upcast(Scale):
+        def forward(self, x):
+            return super().forward(np.asarray(x, dtype=float))
+
+    layer, x = _make(dtype=np.float32)
+    assert check_layer(layer, x).passed
+    rng = np.random.default_rng(0)
+    w, c = rng.standard_normal(4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    entry = _entry(check_layer(Upcast(w, c), x), "output dtype follows params")
+    assert entry.status == "fail" and "float32 params, output[0] is float64" in entry.message
+
+
+def test_contract_checks_can_be_switched_off():
+    layer, x = _make("accumulate")
+    report = check_layer(layer, x, contract_checks=False)
+    assert report.contract == [] and report.passed
