@@ -3,15 +3,14 @@
 The table lives in ``tests/zoo.py``; each test body here runs over all of it (JAX's pattern).
 A bug and its twin are built from the same seed, so they share weights and inputs, and are
 checked under the same settings: a failure on the bug is the bug, not the data.
-
-Gaps the zoo found in the checker are strict xfails (``_finding``): they document the case
-exactly, and turn red here once the checker is fixed, so the mark gets removed.
 """
+
+import json
 
 import numpy as np
 import pytest
 
-from gradcheck import check_layer
+from gradcheck import GradientMismatch, assert_layer, check_layer
 from tests.zoo import KINKS, ZOO, TanhInFloat32
 
 GRADIENT_BUGS = [bug for bug in ZOO if bug.check == "gradient"]
@@ -20,36 +19,6 @@ PATTERN_BUGS = [bug for bug in ZOO if bug.pattern]
 BUGS = {bug.name: bug for bug in ZOO}
 SEEDS = range(10)  # fast mode is cheap: every case at ten seeds
 AUTO_SEEDS = range(5)
-
-_NOISE_AS_KINKS = "float32 rounding of the loss is taken for kinks, so the layer passes (3.3)"
-_KINKS_ON_PROJECTION = (
-    "fast mode: with several kinks on one projection the analytic value can lie outside "
-    "[left, right] slope, so a correct layer gets a mismatch (3.6)"
-)
-FINDINGS = {  # (test, case) -> why the checker fails it today
-    ("fast bug", "matmul_computes_in_float32"): _NOISE_AS_KINKS,
-    ("fast bug", "tanh_computes_in_float32"): _NOISE_AS_KINKS,
-    ("fast twin", "relu_without_mask"): _KINKS_ON_PROJECTION,
-    ("fast kink", "relu_at_zero"): _KINKS_ON_PROJECTION,
-    ("fast kink", "relu_open_at_zero"): _KINKS_ON_PROJECTION,
-    ("fast kink", "max_over_time_with_ties"): _KINKS_ON_PROJECTION,
-}
-
-
-def _finding(reason):
-    """A known gap in the checker, found by this zoo: strict, so the fix turns it red here."""
-    return pytest.mark.xfail(strict=True, reason=f"checker finding: {reason}")
-
-
-def _cases(test, cases):
-    return [
-        pytest.param(
-            case,
-            id=case.name,
-            marks=[_finding(FINDINGS[test, case.name])] if (test, case.name) in FINDINGS else [],
-        )
-        for case in cases
-    ]
 
 
 def _entry(report, name):
@@ -87,6 +56,16 @@ def test_checker_blames_the_entry_that_names_the_bug(bug):
     assert entry.status == ("mismatch" if bug.check == "gradient" else "fail"), report
     if bug.check == "gradient":
         assert all(e.passed for e in report.contract), f"a value bug breaks no contract:\n{report}"
+    assert json.loads(json.dumps(report.to_dict()))["passed"] is False
+
+
+@pytest.mark.parametrize("bug", ZOO, ids=lambda bug: bug.name)
+def test_assert_layer_raises_with_the_blamed_entry_in_its_message(bug):
+    layer, inputs = bug.make()
+    with pytest.raises(GradientMismatch) as raised:
+        assert_layer(layer, *inputs)
+    assert bug.blame in str(raised.value)
+    assert not raised.value.report.passed
 
 
 @pytest.mark.parametrize("bug", ZOO, ids=lambda bug: bug.name)
@@ -117,12 +96,12 @@ def test_shape_dependent_bug_hides_at_its_blind_shapes(bug):
     assert check_layer(layer, *inputs).passed
 
 
-@pytest.mark.parametrize("bug", _cases("fast bug", GRADIENT_BUGS))
+@pytest.mark.parametrize("bug", GRADIENT_BUGS, ids=lambda bug: bug.name)
 def test_fast_mode_detects_every_gradient_bug(bug):
     assert [seed for seed in SEEDS if not _caught(bug, seed, mode="fast")] == []
 
 
-@pytest.mark.parametrize("bug", _cases("fast twin", GRADIENT_BUGS))
+@pytest.mark.parametrize("bug", GRADIENT_BUGS, ids=lambda bug: bug.name)
 def test_fast_mode_passes_every_twin(bug):
     assert [seed for seed in SEEDS if not _passes(bug, seed, bug.twin, mode="fast")] == []
 
@@ -135,7 +114,7 @@ def test_correct_layer_at_a_kink_is_reported_as_kink_not_mismatch(kink):
     assert _entry(report, kink.entry).status == "kink", report
 
 
-@pytest.mark.parametrize("kink", _cases("fast kink", KINKS))
+@pytest.mark.parametrize("kink", KINKS, ids=lambda kink: kink.name)
 def test_fast_mode_reports_kinks_not_mismatches(kink):
     assert [seed for seed in SEEDS if not _passes(kink, seed, mode="fast")] == []
 
@@ -151,16 +130,19 @@ def test_relu_with_wrong_gradient_away_from_zero_is_a_mismatch_despite_kinks():
 @pytest.mark.parametrize("bug", ZOO, ids=lambda bug: bug.name)
 def test_checker_leaves_the_buggy_layer_as_it_was(bug):
     layer, inputs = bug.make()
-    before = [a.copy() for a in (*layer.params, *layer.grads, *inputs)]
+    attributes = dict(vars(layer))
+    arrays = [a.copy() for a in (*layer.params, *layer.grads, *inputs)]
     check_layer(layer, *inputs)
-    after = (*layer.params, *layer.grads, *inputs)
-    for a, b in zip(after, before, strict=True):
+    assert vars(layer).keys() == attributes.keys()
+    for key, value in attributes.items():
+        assert vars(layer)[key] is value, f"{bug.name}: attribute {key} rebound"
+    for a, b in zip((*layer.params, *layer.grads, *inputs), arrays, strict=True):
         assert a.dtype == b.dtype
         assert (a == b).all()
 
 
-@_finding(_NOISE_AS_KINKS)
 def test_layer_computing_in_float32_is_caught_at_every_seed():
+    # float32 rounding of the loss must not pass for kinks, even on a tiny input
     def passes(seed):
         x = np.random.default_rng(seed).standard_normal((1, 2))
         return check_layer(TanhInFloat32(), x, seed=seed).passed
@@ -168,7 +150,6 @@ def test_layer_computing_in_float32_is_caught_at_every_seed():
     assert [seed for seed in range(20) if passes(seed)] == []
 
 
-@_finding("no report line says the layer computes in float32 internally (3.3)")
 def test_report_says_when_a_layer_computes_in_float32_internally():
     layer, inputs = BUGS["matmul_computes_in_float32"].make()
     report = check_layer(layer, *inputs)
