@@ -39,4 +39,4 @@ def test_compare_torch_prints_its_tables_at_tiny_sizes():
     for model in ("lstm", "attention", "seq2seq"):
         assert f"| {model} (" in out, out
     assert "torch slow / ours full" in out
-    assert "(peak full - fwd+bwd) / params" in out
+    assert "(full - fwd+bwd) / params" in out
