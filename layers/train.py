@@ -1,0 +1,273 @@
+"""Train a seq2seq model on the book's date or addition task and report exact-match accuracy.
+
+    python -m layers.train --task date --model attention --reverse-input --out runs/date-attention
+
+Each epoch shuffles the training set, steps through it in mini-batches (forward, backward, clip
+the global gradient norm, optimiser step) with a progress bar on stderr, then greedily decodes the
+whole test split in batches and counts the answers that are right in every character. The last
+line printed is ``test accuracy: XX.XX%``. With ``--out DIR`` the run saves ``params.npz``,
+``history.json`` and, when matplotlib is installed (``pip install -e .[plot]``), ``training.png``
+and, for the attention model, ``attention_<i>.png`` heatmaps of a few test questions.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from layers.data import START, TASKS, Vocab, load
+from layers.optim import SGD, Adam, clip_grads
+from layers.seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
+
+__all__ = ["MODELS", "accuracy", "main", "train_epoch"]
+
+MODELS = {"seq2seq": Seq2seq, "peeky": PeekySeq2seq, "attention": AttentionSeq2seq}
+_EVAL_BATCH = 1000
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m layers.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", choices=sorted(TASKS), required=True)
+    p.add_argument("--model", choices=list(MODELS), required=True)
+    p.add_argument("--epochs", type=int, default=4, help="passes over the training set; default 4")
+    p.add_argument("--batch-size", type=int, default=128, help="default 128")
+    p.add_argument("--hidden-size", type=int, default=256, help="H; default 256")
+    p.add_argument("--wordvec-size", type=int, default=16, help="D; default 16")
+    p.add_argument(
+        "--reverse-input", action="store_true", help="feed the questions reversed; default off"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="data, initial weights, shuffling; default 0"
+    )
+    p.add_argument("--train-size", type=int, default=45000, help="default 45000")
+    p.add_argument("--test-size", type=int, default=5000, help="default 5000")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="default adam")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate; default 0.001")
+    p.add_argument(
+        "--clip", type=float, default=5.0, help="max global gradient norm, 0 for none; default 5.0"
+    )
+    p.add_argument("--out", type=Path, default=None, help="directory for params and plots")
+    return p
+
+
+def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for name in ("epochs", "batch_size", "hidden_size", "wordvec_size", "train_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
+    if args.test_size < 1:
+        p.error(f"--test-size={args.test_size} must be >= 1 (accuracy is measured on it)")
+    if not args.lr > 0:
+        p.error(f"--lr={args.lr} must be > 0; try --lr 0.001")
+    if args.clip < 0:
+        p.error(f"--clip={args.clip} must be >= 0 (0 turns clipping off); try --clip 5")
+
+
+class _Progress:
+    """One carriage-return bar per epoch on stderr, redrawn at most every 0.2 s."""
+
+    def __init__(self, label: str, total: int, stream=None, width: int = 30):
+        self.label, self.total, self.width = label, total, width
+        self.stream = sys.stderr if stream is None else stream
+        self.start = self.last = time.perf_counter()
+
+    def update(self, done: int, loss: float, *, final: bool = False) -> None:
+        now = time.perf_counter()
+        if not final and now - self.last < 0.2:
+            return
+        self.last = now
+        filled = self.width * done // self.total
+        bar = "#" * filled + "." * (self.width - filled)
+        rate = done / max(now - self.start, 1e-9)
+        end = "\n" if final else ""
+        self.stream.write(
+            f"\r{self.label} [{bar}] {done}/{self.total} loss {loss:.4f} {rate:,.0f} ex/s{end}"
+        )
+        self.stream.flush()
+
+
+def train_epoch(
+    model, optimizer, xs, ts, *, batch_size: int, max_norm: float, rng, progress=None
+) -> float:
+    """One shuffled pass over (xs, ts) in mini-batches; returns the example-weighted mean loss."""
+    order = np.random.default_rng(rng).permutation(len(xs))
+    total_loss, done = 0.0, 0
+    for start in range(0, len(xs), batch_size):
+        batch = order[start : start + batch_size]
+        loss = float(model.forward(xs[batch], ts[batch]))
+        model.backward()
+        if max_norm:
+            clip_grads(model.grads, max_norm)
+        optimizer.update(model.params, model.grads)
+        total_loss += loss * len(batch)
+        done += len(batch)
+        if progress is not None:
+            progress.update(done, total_loss / done, final=done == len(xs))
+    return total_loss / done
+
+
+def generate(model, xs, *, start_id: int, length: int, batch_size: int = _EVAL_BATCH):
+    """Greedy answers for all questions xs (N, Tq), in batches -> ids (N, length)."""
+    parts = [
+        model.generate(xs[i : i + batch_size], start_id, length)
+        for i in range(0, len(xs), batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, length), dtype=np.int64)
+
+
+def accuracy(model, xs, ts, *, start_id: int, batch_size: int = _EVAL_BATCH) -> float:
+    """Fraction of questions whose greedy answer equals ts[:, 1:] in every character."""
+    guess = generate(model, xs, start_id=start_id, length=ts.shape[1] - 1, batch_size=batch_size)
+    return float(np.mean(np.all(guess == ts[:, 1:], axis=1)))
+
+
+def _import_pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_history(plt, history: list[dict], path: Path) -> None:
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax_loss.plot(epochs, [h["loss"] for h in history], marker="o")
+    ax_loss.set(xlabel="epoch", ylabel="mean training loss", title="loss")
+    ax_acc.plot(epochs, [100 * h["accuracy"] for h in history], marker="o", color="tab:green")
+    ax_acc.set(xlabel="epoch", ylabel="exact match (%)", title="test accuracy", ylim=(-2, 102))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: len(epochs) // 12 + 1])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_attention(plt, weights, question: str, answer: str, path: Path) -> None:
+    """Heatmap of one question's attention: decoder steps (rows) x encoder steps (columns)."""
+    fig, ax = plt.subplots(figsize=(0.3 * len(question) + 1.5, 0.3 * len(answer) + 1.5))
+    ax.imshow(weights, cmap="gray", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(question)), [c if c != " " else "␣" for c in question])
+    ax.set_yticks(range(len(answer)), list(answer))
+    ax.set(xlabel="encoder input (question)", ylabel="decoder output (answer)")
+    ax.set_title(f"{question.strip()!r} -> {answer.strip()!r}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _save_attention_maps(plt, model, xs, vocab: Vocab, *, start_id, length, reverse, out, n=3):
+    answers = model.generate(xs[:n], start_id, length)
+    maps = np.asarray(model.attention_weights)  # (n, length, Tq), of the call just made
+    for i in range(len(answers)):
+        question, weights = vocab.decode(xs[i]), maps[i]
+        if reverse:  # show the question in reading order, columns following it
+            question, weights = question[::-1], weights[:, ::-1]
+        _plot_attention(
+            plt, weights, question, vocab.decode(answers[i]), out / f"attention_{i}.png"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+
+    split = load(args.task, train_size=args.train_size, test_size=args.test_size, seed=args.seed)
+    vocab = split.vocab
+    x_train, x_test = split.x_train, split.x_test
+    if args.reverse_input:
+        x_train, x_test = x_train[:, ::-1].copy(), x_test[:, ::-1].copy()
+    start_id, answer_len = vocab[START], split.t_test.shape[1] - 1
+
+    model_class = MODELS[args.model]
+    model = model_class(
+        len(vocab), args.wordvec_size, args.hidden_size, rng=np.random.default_rng([args.seed, 1])
+    )
+    optimizer = Adam(args.lr) if args.optimizer == "adam" else SGD(args.lr)
+    shuffle_rng = np.random.default_rng([args.seed, 2])
+    print(
+        f"{model_class.__name__} on {args.task}: {len(x_train)} train / {len(x_test)} test,"
+        f" V={len(vocab)} D={args.wordvec_size} H={args.hidden_size}, batch {args.batch_size},"
+        f" {args.optimizer} lr={args.lr}, clip {args.clip or 'off'},"
+        f" {'reversed' if args.reverse_input else 'plain'} input, seed {args.seed}",
+        flush=True,
+    )
+
+    history = []
+    for epoch in range(1, args.epochs + 1):
+        progress = _Progress(f"epoch {epoch}/{args.epochs}", len(x_train))
+        tic = time.perf_counter()
+        loss = train_epoch(
+            model,
+            optimizer,
+            x_train,
+            split.t_train,
+            batch_size=args.batch_size,
+            max_norm=args.clip,
+            rng=shuffle_rng,
+            progress=progress,
+        )
+        train_seconds = time.perf_counter() - tic
+        tic = time.perf_counter()
+        acc = accuracy(model, x_test, split.t_test, start_id=start_id)
+        eval_seconds = time.perf_counter() - tic
+        history.append(
+            dict(
+                epoch=epoch,
+                loss=loss,
+                accuracy=acc,
+                train_seconds=train_seconds,
+                eval_seconds=eval_seconds,
+            )
+        )
+        print(
+            f"epoch {epoch}: loss {loss:.4f}, test accuracy {100 * acc:.2f}%,"
+            f" train {train_seconds:.1f} s, eval {eval_seconds:.1f} s",
+            flush=True,
+        )
+
+    guesses = model.generate(x_test[:3], start_id, answer_len)
+    for i, guess in enumerate(guesses):
+        question = vocab.decode(split.x_test[i]).strip()
+        expected = vocab.decode(split.t_test[i, 1:])
+        mark = "ok" if vocab.decode(guess) == expected else "WRONG"
+        print(f"  {question!r} -> {vocab.decode(guess).strip()!r} ({mark})")
+
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        model.save_params(args.out / "params.npz")
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        record = dict(settings=settings, vocab=vocab.chars, epochs=history)
+        (args.out / "history.json").write_text(json.dumps(record, indent=2) + "\n")
+        plt = _import_pyplot()
+        if plt is None:
+            print(
+                "matplotlib is not installed: skipping the plots (pip install -e '.[plot]')",
+                file=sys.stderr,
+            )
+        else:
+            _plot_history(plt, history, args.out / "training.png")
+            if args.model == "attention":
+                _save_attention_maps(
+                    plt,
+                    model,
+                    x_test,
+                    vocab,
+                    start_id=start_id,
+                    length=answer_len,
+                    reverse=args.reverse_input,
+                    out=args.out,
+                )
+    print(f"test accuracy: {100 * history[-1]['accuracy']:.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

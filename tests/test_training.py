@@ -1,0 +1,294 @@
+"""Data, optimisers, trainer and CLI: the models learn, generate and show where they look."""
+
+import datetime
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from layers import data
+from layers.data import ADDITION_VOCAB, DATE_VOCAB, START, Vocab, addition_pairs, date_pairs, load
+from layers.optim import SGD, Adam, clip_grads, global_norm
+from layers.seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
+from layers.train import accuracy, main, train_epoch
+
+MODELS = [
+    pytest.param(Seq2seq, id="Seq2seq"),
+    pytest.param(PeekySeq2seq, id="PeekySeq2seq"),
+    pytest.param(AttentionSeq2seq, id="AttentionSeq2seq"),
+]
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def test_same_seed_gives_same_data_and_other_seed_other_data():
+    assert date_pairs(300, rng=3) == date_pairs(300, rng=3)
+    assert date_pairs(300, rng=3) != date_pairs(300, rng=4)
+    assert addition_pairs(300, rng=3) == addition_pairs(300, rng=3)
+    a, b = (load("date", train_size=200, test_size=50, seed=7) for _ in range(2))
+    for name in ("x_train", "t_train", "x_test", "t_test"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+@pytest.mark.parametrize("task", ["date", "addition"])
+def test_no_question_is_in_both_train_and_test(task):
+    split = load(task, train_size=3000, test_size=1000, seed=0)
+    train = {row.tobytes() for row in split.x_train}
+    test = {row.tobytes() for row in split.x_test}
+    assert len(train) == 3000 and len(test) == 1000
+    assert not train & test
+
+
+def test_date_answers_are_the_dates_the_questions_name():
+    pairs = date_pairs(2000, rng=1)
+    for question, answer in pairs:
+        assert len(question) == data.DATE_QUESTION_LEN
+        assert answer[0] == START and len(answer) == data.DATE_ANSWER_LEN
+        day = datetime.date.fromisoformat(answer[1:])
+        assert datetime.date(1970, 1, 1) <= day <= datetime.date(2017, 12, 31)
+        # whatever the format, the question carries the day of the month and the year's digits
+        assert str(day.day) in question and f"{day.year % 100:02d}" in question
+
+
+def test_date_questions_come_in_many_formats_and_cases():
+    questions = [q.strip() for q, _ in date_pairs(3000, rng=2)]
+    assert any(q.islower() and "," in q for q in questions)  # september 27, 1994
+    assert any(q.isupper() for q in questions)  # TUESDAY, SEPTEMBER 25, 1984
+    assert any(q.istitle() for q in questions)  # August 19, 2003
+    assert any(q.count("/") == 2 and len(q) <= 8 for q in questions)  # 2/10/93
+    assert any(q.count(".") == 2 for q in questions)  # 09.27.94
+    assert any(len(q) == 10 and q[4] == "-" for q in questions)  # ISO 1994-09-27
+    weekdays = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    assert any(q.lower().startswith(weekdays) for q in questions)
+    shapes = {
+        "".join("9" if c.isdigit() else "a" if c.isalpha() else c for c in q) for q in questions
+    }
+    assert len(shapes) > 40
+
+
+def test_addition_answers_are_the_sums():
+    for question, answer in addition_pairs(1000, rng=0):
+        a, b = (int(v) for v in question.strip().split("+"))
+        assert 0 <= a <= 999 and 0 <= b <= 999
+        assert answer == (START + str(a + b)).ljust(data.ADDITION_ANSWER_LEN)
+        assert len(question) == data.ADDITION_QUESTION_LEN
+
+
+def test_vocab_encodes_and_decodes_back():
+    texts = ["sep 27, 1994", "JAN 01, 2001"]
+    ids = DATE_VOCAB.encode(texts)
+    assert ids.shape == (2, 12) and ids.dtype == np.int64
+    assert DATE_VOCAB.decode(ids) == texts
+    assert DATE_VOCAB.decode(ids[0]) == texts[0]
+    assert ADDITION_VOCAB.decode(ADDITION_VOCAB.encode(["1+2"])) == ["1+2"]
+    with pytest.raises(ValueError, match="'#' is not in"):
+        DATE_VOCAB.encode(["#"])
+    with pytest.raises(ValueError, match="pad them"):
+        DATE_VOCAB.encode(["a", "ab"])
+    with pytest.raises(ValueError, match="repeated"):
+        Vocab("aa")
+
+
+def test_every_generated_character_is_in_the_vocabulary():
+    for task, vocab in (("date", DATE_VOCAB), ("addition", ADDITION_VOCAB)):
+        split = load(task, train_size=2000, test_size=10, seed=5)
+        assert (
+            split.x_train.max() < len(vocab)
+            and split.t_train[:, 0].tolist() == [vocab[START]] * 2000
+        )
+
+
+# --- optimisers -------------------------------------------------------------------------------
+
+
+def _params_and_grads(rng=0):
+    rng = np.random.default_rng(rng)
+    params = [
+        rng.standard_normal((3, 4)).astype(np.float32),
+        rng.standard_normal(4).astype(np.float32),
+    ]
+    grads = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+    return params, grads
+
+
+@pytest.mark.parametrize("optimizer", [SGD(0.1), Adam(0.1)], ids=["SGD", "Adam"])
+def test_optimiser_updates_the_parameter_arrays_in_place(optimizer):
+    params, grads = _params_and_grads()
+    held = list(params)  # what a layer holds: the same objects
+    before = [p.copy() for p in params]
+    optimizer.update(params, grads)
+    for p, h, b in zip(params, held, before, strict=True):
+        assert p is h and p.dtype == np.float32
+        assert not np.array_equal(h, b)
+
+
+def test_sgd_and_adam_take_the_textbook_steps():
+    params, grads = _params_and_grads()
+    before = [p.copy() for p in params]
+    SGD(0.1).update(params, grads)
+    np.testing.assert_allclose(params[0], before[0] - 0.1 * grads[0], rtol=1e-6)
+    # Adam's first step moves every element by lr against the sign of its gradient
+    params, grads = _params_and_grads()
+    before = [p.copy() for p in params]
+    Adam(0.01).update(params, grads)
+    np.testing.assert_allclose(params[0], before[0] - 0.01 * np.sign(grads[0]), rtol=1e-4)
+
+
+def test_clipping_bounds_the_global_norm_in_place():
+    _, grads = _params_and_grads()
+    for g in grads:
+        g *= 10
+    held = list(grads)
+    norm = clip_grads(grads, 1.0)
+    assert norm > 1.0
+    assert global_norm(held) == pytest.approx(1.0, rel=1e-5)
+    small = [g.copy() for g in held]
+    clip_grads(held, 5.0)  # already below: untouched
+    for g, s in zip(held, small, strict=True):
+        np.testing.assert_array_equal(g, s)
+
+
+def test_bad_options_raise_with_a_hint():
+    with pytest.raises(ValueError, match="lr=0 must be > 0"):
+        SGD(0)
+    with pytest.raises(ValueError, match="beta1"):
+        Adam(beta1=1.0)
+    with pytest.raises(ValueError, match="max_norm=0"):
+        clip_grads([], 0)
+
+
+# --- models learn -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class", MODELS)
+def test_model_overfits_one_small_batch(model_class):
+    split = load("addition", train_size=8, test_size=1, seed=0)
+    xs, ts = split.x_train, split.t_train
+    model = model_class(len(ADDITION_VOCAB), 8, 32, rng=0)
+    optimizer = Adam(0.02)
+    for _ in range(150):
+        loss = model.forward(xs, ts)
+        model.backward()
+        clip_grads(model.grads, 5.0)
+        optimizer.update(model.params, model.grads)
+    assert float(model.forward(xs, ts)) < 0.05
+    assert accuracy(model, xs, ts, start_id=ADDITION_VOCAB[START]) == 1.0
+    assert np.isfinite(loss)
+
+
+def test_attention_model_learns_dates_well_beyond_chance():
+    # A child process with one BLAS thread: on a loaded 2-core machine OpenBLAS's own threads
+    # make these small products up to 10x slower (see README, "Training the book's models").
+    argv = [sys.executable, "-m", "layers.train", "--task", "date", "--model", "attention"]
+    argv += ["--reverse-input", "--train-size", "3000", "--test-size", "300", "--epochs", "5"]
+    argv += ["--hidden-size", "64", "--batch-size", "32", "--lr", "0.01", "--seed", "0"]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    result = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
+    accuracies = [float(x) for x in re.findall(r"test accuracy (\S+)%", result.stdout)]
+    assert len(accuracies) == 5
+    # Chance is 1/60 per character, about 1e-18 for a whole answer; the best constant answer
+    # gets none right. After 5 short epochs (470 steps) the model gets most of them.
+    assert accuracies[0] < 5 and accuracies[-1] > 30
+
+
+class _RecordingModel:
+    """Stands in for a model: records the batches it is trained on."""
+
+    def __init__(self):
+        self.params, self.grads, self.batches = [np.zeros(3)], [np.ones(3)], []
+
+    def forward(self, xs, ts):
+        self.batches.append(xs[:, 0].copy())
+        return 2.0
+
+    def backward(self):
+        pass
+
+
+def test_train_epoch_sees_every_example_once_in_shuffled_batches():
+    xs = np.arange(10)[:, None]
+    model = _RecordingModel()
+    loss = train_epoch(model, SGD(1.0), xs, xs, batch_size=4, max_norm=0, rng=0)
+    assert loss == 2.0
+    assert [len(b) for b in model.batches] == [4, 4, 2]
+    seen = np.concatenate(model.batches)
+    assert sorted(seen) == list(range(10)) and list(seen) != list(range(10))
+    np.testing.assert_array_equal(model.params[0], -3.0)  # three SGD steps of lr * 1
+
+
+# --- generation and attention maps ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class", MODELS)
+@pytest.mark.parametrize("N, sample_size", [(1, 1), (5, 4), (3, 10)])
+def test_generate_returns_ids_of_the_requested_shape(model_class, N, sample_size):
+    xs = DATE_VOCAB.encode([q for q, _ in date_pairs(N, rng=0)])
+    model = model_class(len(DATE_VOCAB), 8, 16, rng=0)
+    out = model.generate(xs, DATE_VOCAB[START], sample_size)
+    assert out.shape == (N, sample_size)
+    assert out.dtype.kind in "iu"
+    assert out.min() >= 0 and out.max() < len(DATE_VOCAB)
+
+
+def test_attention_map_rows_sum_to_one():
+    xs = DATE_VOCAB.encode([q for q, _ in date_pairs(4, rng=0)])
+    model = AttentionSeq2seq(len(DATE_VOCAB), 8, 16, rng=0)
+    model.generate(xs, DATE_VOCAB[START], 10)
+    weights = np.asarray(model.attention_weights)
+    assert weights.shape == (4, 10, data.DATE_QUESTION_LEN)
+    assert (weights >= 0).all()
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+_TINY = ["--train-size", "64", "--test-size", "16", "--epochs", "2", "--batch-size", "32"]
+_TINY += ["--hidden-size", "16", "--wordvec-size", "8"]
+
+
+def test_cli_trains_saves_and_plots_attention(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    argv = ["--task", "date", "--model", "attention", "--reverse-input", "--out", str(tmp_path)]
+    assert main(argv + _TINY) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith("test accuracy: ") and lines[-1].endswith("%")
+    assert "epoch 2/2" in err and "ex/s" in err and "loss" in err
+    assert sum(line.startswith("epoch ") for line in lines) == 2
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "attention_0.png",
+        "attention_1.png",
+        "attention_2.png",
+        "history.json",
+        "params.npz",
+        "training.png",
+    ]
+    model = AttentionSeq2seq(len(DATE_VOCAB), 8, 16, rng=1)
+    model.load_params(tmp_path / "params.npz")
+
+
+def test_cli_without_matplotlib_says_so_and_skips_plots(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    argv = ["--task", "addition", "--model", "peeky", "--out", str(tmp_path)]
+    assert main(argv + _TINY) == 0
+    out, err = capsys.readouterr()
+    assert "matplotlib is not installed" in err
+    assert out.strip().splitlines()[-1].startswith("test accuracy: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "params.npz"]
+
+
+def test_cli_runs_as_a_module():
+    argv = [sys.executable, "-m", "layers.train", "--task", "addition", "--model", "seq2seq"]
+    result = subprocess.run(argv + _TINY, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
+
+
+def test_cli_rejects_bad_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["--task", "date", "--model", "attention", "--epochs", "0"])
+    assert "--epochs=0 must be >= 1" in capsys.readouterr().err
