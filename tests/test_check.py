@@ -417,6 +417,46 @@ def test_users_layer_is_unchanged_when_the_check_is_interrupted(rng, error):
     assert _snapshot(layer) == before
 
 
+def test_caches_of_an_earlier_forward_are_shared_read_only_and_left_writeable(rng):
+    layer, x = _affine(rng)
+    layer.forward(x)  # the layer now holds a cache (self.x), which the check need not copy
+    assert check_layer(layer, x).passed
+    assert layer.x.flags.writeable and all(p.flags.writeable for p in layer.params)
+
+
+def test_layer_writing_into_a_buffer_it_already_holds_is_checked_on_a_full_copy(rng):
+    class Buffered(Affine):
+        def forward(self, x):
+            out = super().forward(x)
+            if getattr(self, "buf", None) is None or self.buf.shape != out.shape:
+                self.buf = np.empty_like(out)
+            self.buf[...] = out  # in place into an array from an earlier call
+            return self.buf.copy()
+
+    layer, x = _affine(rng, cls=Buffered)
+    layer.forward(x)
+    before = _snapshot(layer)
+    assert check_layer(layer, x).passed
+    assert _snapshot(layer) == before and layer.buf.flags.writeable
+
+
+def test_read_only_flags_are_restored_after_an_interrupt(rng):
+    class Interrupt(Affine):
+        calls = 0  # on the class: the check restores the copy's own attributes
+
+        def forward(self, x):
+            type(self).calls += 1
+            if type(self).calls > 3:
+                raise KeyboardInterrupt
+            return super().forward(x)
+
+    layer, x = _affine(rng, cls=Interrupt)
+    layer.x = x.copy()  # an array the check would share read-only
+    with pytest.raises(KeyboardInterrupt):
+        check_layer(layer, x)
+    assert layer.x.flags.writeable
+
+
 # --- state -----------------------------------------------------------------------------------
 
 
