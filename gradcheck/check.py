@@ -1021,6 +1021,8 @@ class _Harness:
                     continue
                 wrong[j] = True
                 e = abs(a_sub - n_sub)
+                rel_sub = float(self._rel(np.array(a_sub), np.array(n_sub)))
+                entry.max_rel_error = max(entry.max_rel_error, rel_sub)
                 if e >= entry.max_abs_error or entry.index is None:
                     entry.max_abs_error = e
                     entry.analytic, entry.numeric = a_sub, n_sub

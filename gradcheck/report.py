@@ -62,12 +62,20 @@ class Entry:
             text += f", {self.message})" if self.message else ")"
             return text
         if self.status == "mismatch":
-            text = (
-                f"{head}: max |analytic - numeric| = {self.max_abs_error:.1e} at "
-                f"{list(self.index or ())} (analytic {_num(self.analytic)}, numeric "
-                f"{_num(self.numeric)}); {self.wrong} of {self.checked} "
-                f"{'directions' if self.message.startswith('projections') else 'elements'} wrong"
-            )
+            if self.index is None:  # found by a random projection, not at one element
+                text = (
+                    f"{head}: along a random direction v, <analytic, v> = {_num(self.analytic)}"
+                    f" but the numeric derivative is {_num(self.numeric)} (|diff| "
+                    f"{self.max_abs_error:.1e}); {self.wrong} of {self.checked} directions wrong"
+                )
+            else:
+                text = (
+                    f"{head}: max |analytic - numeric| = {self.max_abs_error:.1e} at "
+                    f"{list(self.index)} (analytic {_num(self.analytic)}, numeric "
+                    f"{_num(self.numeric)}); {self.wrong} of {self.checked} "
+                    f"{'directions' if self.message.startswith('projections') else 'elements'}"
+                    " wrong"
+                )
             if self.message:
                 text += f"\n      {self.message}"
             if self.pattern:

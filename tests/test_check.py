@@ -622,6 +622,28 @@ def test_max_with_ties_is_a_kink(rng):
     assert report.passed and _entry(report, "input[0]").status == "kink"
 
 
+def test_fast_mode_splits_a_projection_around_kinks(rng):
+    x = rng.standard_normal((4, 6))
+    x[0, 1] = x[2, 3] = x[3, 0] = 0.0  # several kinks on every projection
+    for seed in range(5):
+        report = check_layer(ReLU(), x, mode="fast", seed=seed)
+        assert report.passed, report
+        bad = _entry(check_layer(ReLU(wrong_slope=1.5), x, mode="fast", seed=seed), "input[0]")
+        assert bad.status == "mismatch" and bad.index is not None  # located to one element
+
+
+def test_layer_computing_in_float32_inside_is_named_and_not_taken_for_kinks(rng):
+    class Float32Inside(Affine):
+        def forward(self, x):
+            return super().forward(x.astype(np.float32)).astype(np.float64)  # BUG
+
+    layer, x = _affine(rng, cls=Float32Inside)
+    report = check_layer(layer, x)
+    assert not report.passed
+    assert "computes in float32" in str(report)
+    assert sum(e.kinks for e in report.gradients) == 0
+
+
 # --- modes -----------------------------------------------------------------------------------
 
 
