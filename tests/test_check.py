@@ -545,6 +545,12 @@ def test_state_option_sets_the_initial_state(rng):
     assert report.passed, report
 
 
+def test_state_for_a_stateless_layer_is_an_error(rng):
+    layer, xs = _rnn(rng, stateful=False)
+    with pytest.raises(ValueError, match="not a stateful layer"):
+        check_layer(layer, xs, state=np.zeros((2, 4)))
+
+
 def test_stateless_layer_has_no_state_entries(rng):
     layer, xs = _rnn(rng, stateful=False)
     report = check_layer(layer, xs)
