@@ -139,8 +139,19 @@ def _float64_copy(
 
 
 def unfreeze(frozen: list[np.ndarray]) -> None:
-    for a in frozen:
-        a.flags.writeable = True
+    """Make the user's arrays writeable again. A view can only be made writeable after its
+    base, so views whose base is still frozen wait for the next round."""
+    pending = list(frozen)
+    while pending:
+        failed = []
+        for a in pending:
+            try:
+                a.flags.writeable = True
+            except ValueError:
+                failed.append(a)
+        if len(failed) == len(pending):
+            raise RuntimeError(f"gradcheck could not make {len(failed)} array(s) writeable again")
+        pending = failed
 
 
 def _param_labels(layer: Any) -> list[str]:
@@ -524,7 +535,7 @@ class Harness:
         outs = out if isinstance(out, tuple) else (out,)
         if dout is None:
             return [self.rng.standard_normal(o.shape) for o in outs]
-        given = dout if isinstance(dout, tuple) else (dout,)
+        given = tuple(dout) if isinstance(dout, (tuple, list)) else (dout,)
         if len(given) != len(outs):
             raise ValueError(
                 f"dout has {len(given)} arrays but {self.name}.forward returns {len(outs)} "

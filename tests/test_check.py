@@ -424,6 +424,14 @@ def test_caches_of_an_earlier_forward_are_shared_read_only_and_left_writeable(rn
     assert layer.x.flags.writeable and all(p.flags.writeable for p in layer.params)
 
 
+def test_shared_views_and_their_base_are_all_writeable_again(rng):
+    layer, x = _affine(rng)
+    layer.table = np.zeros((4, 4))
+    layer.rows = [layer.table[i] for i in range(4)]  # views, frozen along with their base
+    assert check_layer(layer, x).passed
+    assert layer.table.flags.writeable and all(r.flags.writeable for r in layer.rows)
+
+
 def test_layer_writing_into_a_buffer_it_already_holds_is_checked_on_a_full_copy(rng):
     class Buffered(Affine):
         def forward(self, x):
