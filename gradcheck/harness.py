@@ -97,13 +97,14 @@ def _float64_copy(
 ) -> tuple[Any, dict[int, np.ndarray]]:
     """A deep copy of ``layer`` whose parameters, gradients and state (``h``, ``c``) are float64
     copies; float32 arrays map to float64 copies through the memo, so parts and composites
-    still share them. With ``share``, every other array (caches of an earlier forward, masks,
+    still share them.
+
+    When a ``frozen`` list is given, every other array (caches of an earlier forward, masks,
     constants) is not copied but shared with the user's layer and made read-only for the
     check: a forward overwrites such attributes rather than reading them, and one that writes
-    into them raises, and the check starts again without sharing.
-
-    Sharing is on when a ``frozen`` list is given: the user's arrays made read-only are
-    appended to it as they are frozen, and the caller unfreezes them (in a ``finally``).
+    into them raises, so the caller can start again without sharing. The arrays made
+    read-only are appended to ``frozen`` as they are frozen; the caller unfreezes them (in a
+    ``finally``).
     Returns the copy and a map from each copied array's id to the user's array it came from
     (for restoring and comparing).
     """
