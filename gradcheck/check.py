@@ -60,7 +60,7 @@ def check_layer(
     state: Any = None,
     max_elements: int = 1000,
     projections: int = 2,
-    contract_checks: bool = True,
+    contract: bool = True,
     context: str | None = None,
 ) -> Report:
     """Check ``layer.backward`` against central differences of ``L = sum(dout * forward(*inputs))``
@@ -80,7 +80,7 @@ def check_layer(
         elements plus ``projections`` directions.
       state: initial state of a stateful recurrent layer, ``h`` or ``(h, c)``; default: the
         state the layer holds, or a random one when it holds none.
-      contract_checks: False skips the contract checks (gradients only).
+      contract: False skips the contract checks (gradients only).
       context: shown on the report's ``reproduce:`` line (case id, dims, seed).
     """
     __tracebackhide__ = True
@@ -94,7 +94,7 @@ def check_layer(
         projections=projections,
         context=context,
     )
-    settings["contract"] = bool(contract_checks)
+    settings["contract"] = bool(contract)
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31))
     _validate_layer(layer)

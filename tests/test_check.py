@@ -671,7 +671,7 @@ def test_every_mode_passes_the_correct_layer_and_catches_the_bug(rng, mode):
 
 def test_full_mode_costs_two_forwards_per_element_plus_a_few(rng):
     layer, x = _affine(rng)
-    report = check_layer(layer, x, mode="full", contract_checks=False)
+    report = check_layer(layer, x, mode="full", contract=False)
     n = x.size + sum(p.size for p in layer.params)
     assert 2 * n < report.forward_calls <= 2 * n + 7  # probe, analytic pass, precision probe
     assert report.backward_calls == 1
@@ -679,7 +679,7 @@ def test_full_mode_costs_two_forwards_per_element_plus_a_few(rng):
 
 def test_fast_mode_costs_two_forwards_per_projection(rng):
     layer, x = _affine(rng, N=3, D=30, H=40)
-    report = check_layer(layer, x, mode="fast", projections=3, contract_checks=False)
+    report = check_layer(layer, x, mode="fast", projections=3, contract=False)
     assert report.forward_calls <= 2 * 3 * 3 + 6
     assert "projections" in _entry(report, "W").message
 

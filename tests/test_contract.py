@@ -178,5 +178,5 @@ def test_float32_layer_that_upcasts_its_output_breaks_the_dtype_check():
 
 def test_contract_checks_can_be_switched_off():
     layer, x = _make("accumulate")
-    report = check_layer(layer, x, contract_checks=False)
+    report = check_layer(layer, x, contract=False)
     assert report.contract == [] and report.passed
