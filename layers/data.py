@@ -185,9 +185,13 @@ ADDITION_VOCAB = Vocab(PAD + START + "+0123456789")
 
 def _unique(draw, n: int, rng: np.random.Generator) -> list[tuple[str, str]]:
     pairs: dict[str, str] = {}
-    while len(pairs) < n:
+    for _ in range(50 * n + 1000):  # far more draws than n distinct questions ever need
+        if len(pairs) == n:
+            return list(pairs.items())
         question, answer = draw(rng)
         pairs.setdefault(question, answer)
+    if len(pairs) < n:
+        raise ValueError(f"n={n} is more distinct questions than this task can draw; ask fewer")
     return list(pairs.items())
 
 

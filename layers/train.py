@@ -22,7 +22,7 @@ from layers.data import START, TASKS, Vocab, load
 from layers.optim import SGD, Adam, clip_grads
 from layers.seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
 
-__all__ = ["MODELS", "accuracy", "main", "train_epoch"]
+__all__ = ["MODELS", "accuracy", "greedy_answers", "main", "train_epoch"]
 
 MODELS = {"seq2seq": Seq2seq, "peeky": PeekySeq2seq, "attention": AttentionSeq2seq}
 _EVAL_BATCH = 1000
@@ -108,7 +108,7 @@ def train_epoch(
     return total_loss / done
 
 
-def generate(model, xs, *, start_id: int, length: int, batch_size: int = _EVAL_BATCH):
+def greedy_answers(model, xs, *, start_id: int, length: int, batch_size: int = _EVAL_BATCH):
     """Greedy answers for all questions xs (N, Tq), in batches -> ids (N, length)."""
     parts = [
         model.generate(xs[i : i + batch_size], start_id, length)
@@ -119,24 +119,27 @@ def generate(model, xs, *, start_id: int, length: int, batch_size: int = _EVAL_B
 
 def accuracy(model, xs, ts, *, start_id: int, batch_size: int = _EVAL_BATCH) -> float:
     """Fraction of questions whose greedy answer equals ts[:, 1:] in every character."""
-    guess = generate(model, xs, start_id=start_id, length=ts.shape[1] - 1, batch_size=batch_size)
+    guess = greedy_answers(
+        model, xs, start_id=start_id, length=ts.shape[1] - 1, batch_size=batch_size
+    )
     return float(np.mean(np.all(guess == ts[:, 1:], axis=1)))
 
 
-def _import_pyplot():
+def _figure_class():
+    """matplotlib's Figure, or None without matplotlib. A bare Figure draws to files only: no
+    pyplot, no backend switched, no window, nothing changed for a caller who uses pyplot."""
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401  (first: the package itself decides "installed")
+        from matplotlib.figure import Figure
     except ImportError:
         return None
-    matplotlib.use("Agg")  # files only; never open a window
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure
 
 
-def _plot_history(plt, history: list[dict], path: Path) -> None:
+def _plot_history(Figure, history: list[dict], path: Path) -> None:
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [h["loss"] for h in history], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="mean training loss", title="loss")
     ax_acc.plot(epochs, [100 * h["accuracy"] for h in history], marker="o", color="tab:green")
@@ -146,12 +149,12 @@ def _plot_history(plt, history: list[dict], path: Path) -> None:
         ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: len(epochs) // 12 + 1])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
-def _plot_attention(plt, weights, question: str, answer: str, path: Path) -> None:
+def _plot_attention(Figure, weights, question: str, answer: str, path: Path) -> None:
     """Heatmap of one question's attention: decoder steps (rows) x encoder steps (columns)."""
-    fig, ax = plt.subplots(figsize=(0.3 * len(question) + 1.5, 0.3 * len(answer) + 1.5))
+    fig = Figure(figsize=(0.3 * len(question) + 1.5, 0.3 * len(answer) + 1.5))
+    ax = fig.subplots()
     ax.imshow(weights, cmap="gray", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(question)), [c if c != " " else "␣" for c in question])
     ax.set_yticks(range(len(answer)), list(answer))
@@ -159,10 +162,9 @@ def _plot_attention(plt, weights, question: str, answer: str, path: Path) -> Non
     ax.set_title(f"{question.strip()!r} -> {answer.strip()!r}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
-def _save_attention_maps(plt, model, xs, vocab: Vocab, *, start_id, length, reverse, out, n=3):
+def _save_attention_maps(Figure, model, xs, vocab: Vocab, *, start_id, length, reverse, out, n=3):
     answers = model.generate(xs[:n], start_id, length)
     maps = np.asarray(model.attention_weights)  # (n, length, Tq), of the call just made
     for i in range(len(answers)):
@@ -170,7 +172,7 @@ def _save_attention_maps(plt, model, xs, vocab: Vocab, *, start_id, length, reve
         if reverse:  # show the question in reading order, columns following it
             question, weights = question[::-1], weights[:, ::-1]
         _plot_attention(
-            plt, weights, question, vocab.decode(answers[i]), out / f"attention_{i}.png"
+            Figure, weights, question, vocab.decode(answers[i]), out / f"attention_{i}.png"
         )
 
 
@@ -246,17 +248,17 @@ def main(argv: list[str] | None = None) -> int:
         settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
         record = dict(settings=settings, vocab=vocab.chars, epochs=history)
         (args.out / "history.json").write_text(json.dumps(record, indent=2) + "\n")
-        plt = _import_pyplot()
-        if plt is None:
+        Figure = _figure_class()
+        if Figure is None:
             print(
                 "matplotlib is not installed: skipping the plots (pip install -e '.[plot]')",
                 file=sys.stderr,
             )
         else:
-            _plot_history(plt, history, args.out / "training.png")
+            _plot_history(Figure, history, args.out / "training.png")
             if args.model == "attention":
                 _save_attention_maps(
-                    plt,
+                    Figure,
                     model,
                     x_test,
                     vocab,

@@ -78,6 +78,13 @@ def test_addition_answers_are_the_sums():
         assert len(question) == data.ADDITION_QUESTION_LEN
 
 
+def test_bad_data_requests_raise_with_the_value():
+    with pytest.raises(ValueError, match=r"n=1000001 must be in 0\.\.1000000"):
+        addition_pairs(1000 * 1000 + 1)
+    with pytest.raises(ValueError, match="task='dates' must be one of"):
+        load("dates", train_size=1, test_size=1)
+
+
 def test_vocab_encodes_and_decodes_back():
     texts = ["sep 27, 1994", "JAN 01, 2001"]
     ids = DATE_VOCAB.encode(texts)
