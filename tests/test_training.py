@@ -249,6 +249,11 @@ def test_attention_map_rows_sum_to_one():
     assert weights.shape == (4, 10, data.DATE_QUESTION_LEN)
     assert (weights >= 0).all()
     np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)
+    ts = DATE_VOCAB.encode([a for _, a in date_pairs(4, rng=0)])
+    model.forward(xs, ts)  # training keeps the map too: (N, Td, Te) for Td = 10 inputs
+    weights = np.asarray(model.attention_weights)
+    assert weights.shape == (4, 10, data.DATE_QUESTION_LEN)
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)
 
 
 # --- command line -----------------------------------------------------------------------------
