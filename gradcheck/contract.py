@@ -77,7 +77,7 @@ def _fingerprint(g: Any, seed: int = 0) -> np.ndarray:
     peak = float(np.max(np.abs(g))) if g.size else 0.0
     # |g| as peak * |g / peak|: g.g underflows to 0 for |g| < 1e-154 (tiny but valid inputs)
     norm = peak * float(np.sqrt(np.dot(g / peak, g / peak))) if peak > 0 else 0.0
-    return np.array([norm, *(np.dot(g, rng.standard_normal(g.size)) for _ in range(2))])
+    return np.array([norm, *(np.dot(g, rng.uniform(-1.0, 1.0, g.size)) for _ in range(2))])
 
 
 def _scaled(b: np.ndarray, a: np.ndarray, c: float) -> bool:
