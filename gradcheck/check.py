@@ -16,7 +16,7 @@ import numpy as np
 
 from gradcheck import contract
 from gradcheck.harness import Harness, Target, directions, unfreeze
-from gradcheck.numerical import Differences, directional_derivative, numerical_gradient
+from gradcheck.numerical import Differences, directional_derivative, dot, numerical_gradient
 from gradcheck.report import Entry, Report, describe_pattern
 
 __all__ = ["GradientMismatch", "assert_layer", "check_layer"]
@@ -27,7 +27,7 @@ _MAX_REFINED = 64
 #: At most this many pieces per tensor when a projection is split to get around kinks.
 _MAX_BISECTIONS = 48
 #: Elements compared per chunk (keeps the comparison's temporaries small next to the tensor).
-_CHUNK = 256
+_CHUNK = 64
 
 
 class GradientMismatch(AssertionError):
@@ -293,7 +293,7 @@ class _Checker(Harness):
             d = directional_derivative(
                 self.evaluate, t.array, directions(seeds, shape), eps=s["eps"], f0=self.L0
             )
-            a = np.array([np.vdot(analytic, v) for v in directions(seeds, shape)])
+            a = np.array([dot(analytic, v) for v in directions(seeds, shape)])
             compared.append(self._compare_directions(t, analytic, a, d, seeds))
         entry = _merge(entry, compared)
         if missing:
@@ -494,7 +494,7 @@ class _Checker(Harness):
             budget[0] -= 1
             sub = np.zeros(v.size)
             sub[lo:hi] = v[lo:hi]
-            a = float(np.dot(analytic[lo:hi], v[lo:hi]))
+            a = dot(analytic[lo:hi], v[lo:hi])
             d = directional_derivative(
                 self.evaluate,
                 t.array,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck.numerical import dot
 from gradcheck.report import Entry
 
 __all__ = ["CHECKS", "run"]
@@ -75,9 +76,20 @@ def _fingerprint(g: Any, seed: int = 0) -> np.ndarray:
     g = np.asarray(g, dtype=np.float64).reshape(-1)
     rng = np.random.default_rng(seed)
     peak = float(np.max(np.abs(g))) if g.size else 0.0
-    # |g| as peak * |g / peak|: g.g underflows to 0 for |g| < 1e-154 (tiny but valid inputs)
-    norm = peak * float(np.sqrt(np.dot(g / peak, g / peak))) if peak > 0 else 0.0
-    return np.array([norm, *(np.dot(g, rng.uniform(-1.0, 1.0, g.size)) for _ in range(2))])
+    norm = 0.0
+    if peak > 0:
+        # |g| as peak * |g / peak|: g.g underflows to 0 for |g| < 1e-154 (tiny but valid inputs)
+        scaled = g / peak
+        norm = peak * float(np.sqrt(np.dot(scaled, scaled)))
+        del scaled
+    projections = []
+    for _ in range(2):
+        r = rng.random(g.size, dtype=np.float32)  # float32 and sliced: no copy of g's size
+        r *= 2
+        r -= 1
+        projections.append(dot(g, r))
+        del r
+    return np.array([norm, *projections])
 
 
 def _scaled(b: np.ndarray, a: np.ndarray, c: float) -> bool:

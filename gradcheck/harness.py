@@ -612,13 +612,18 @@ class Harness:
 def directions(
     seeds: np.ndarray, shape: tuple[int, ...] | None, like: list[np.ndarray] | None = None
 ) -> Iterator[np.ndarray]:
-    """Random directions, uniform in [-1, 1) per element, one alive at a time, each from its
+    """Random float32 directions, uniform in [-1, 1) per element (float32: half the memory of
+    the tensor they move; the step is still formed in float64), one alive at a time, each from its
     seed (so the same ones can be drawn again); of ``shape``, or of each array's shape in
     ``like``. Uniform rather than normal: as good a direction, and 3x cheaper to draw (drawing
     was a quarter of a fast check of a 20 µs layer)."""
     for k, seed in enumerate(seeds):
         size = shape if like is None else like[k].shape
-        yield np.random.default_rng(int(seed)).uniform(-1.0, 1.0, size)
+        v = np.random.default_rng(int(seed)).random(size, dtype=np.float32)
+        v *= 2
+        v -= 1
+        yield v
+        v = None  # (so that drawing the next one does not keep two alive)
 
 
 def _digest(out: Any) -> list[tuple[Any, ...]]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Differences", "directional_derivative", "numerical_gradient"]
+__all__ = ["Differences", "directional_derivative", "dot", "numerical_gradient"]
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,8 @@ def directional_derivative(
 ) -> Differences:
     """Central differences of ``f()`` along each direction ``v`` in ``directions``, i.e. the
     numerical ``<grad f, v>``, perturbing ``x`` in place (``x = x0 + eps * v``) and restoring it
-    exactly from one saved copy. ``directions`` may be a generator (one ``v`` alive at a time);
-    each ``v`` may be scaled in place.
+    exactly from one saved copy. ``directions`` may be a generator (one ``v`` alive at a time)
+    of any float dtype (float32 directions halve the memory; the step is formed in float64).
 
     (x: shape S, each v: shape S) -> central, left, right: (K,)
     """
@@ -120,15 +120,22 @@ def directional_derivative(
     right: list[float] = []
     try:
         for v in directions:
-            v = np.asarray(v, dtype=np.float64)
-            if v.shape != x.shape:
-                raise ValueError(f"direction shape {v.shape} must equal x.shape={x.shape}")
-            step = np.multiply(v, eps, out=v if v.flags.writeable else None)
-            np.add(saved, step, out=x)
-            f_plus = float(f())
-            np.subtract(saved, step, out=x)
-            f_minus = float(f())
+            v = np.asarray(v)
+            if v.shape != x.shape or v.dtype.kind != "f":
+                raise ValueError(
+                    f"direction of shape {v.shape} and dtype {v.dtype} must be a float array "
+                    f"of x.shape={x.shape}"
+                )
+            for sign in (1.0, -1.0):  # x = x0 +- eps * v, in x itself: no temporaries
+                x[...] = v
+                x *= sign * eps
+                x += saved
+                if sign > 0:
+                    f_plus = float(f())
+                else:
+                    f_minus = float(f())
             np.copyto(x, saved)
+            v = None  # before the generator draws the next one
             central.append((f_plus - f_minus) / (2 * eps))
             right.append((f_plus - f0) / eps)
             left.append((f0 - f_minus) / eps)
@@ -138,3 +145,11 @@ def directional_derivative(
     return Differences(
         np.array(central), np.array(left), np.array(right), None, evaluations + 2 * K
     )
+
+
+def dot(a: np.ndarray, v: np.ndarray) -> float:
+    """<a, v> accumulated in float64, in slices: for a float32 ``v`` no float64 copy of it is
+    made (a direction may be as large as the biggest parameter)."""
+    a, v = a.reshape(-1), v.reshape(-1)
+    step = 1 << 14
+    return float(sum(np.dot(a[i : i + step], v[i : i + step]) for i in range(0, a.size, step)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -703,6 +704,29 @@ def test_a_single_wrong_element_in_a_big_tensor_is_caught_by_projections(rng):
     for mode in ("fast", "auto"):
         entry = _entry(check_layer(layer, x, mode=mode, max_elements=20), "W")
         assert entry.status == "mismatch", mode
+
+
+def _peak(fn):
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("mode", ["auto", "fast"])
+def test_a_check_holds_at_most_three_copies_of_the_params_beyond_forward_and_backward(rng, mode):
+    # (big enough that the checker's fixed few kB do not count; auto with a small budget
+    # runs the element-wise and the projection paths both)
+    layer, x = _affine(rng, N=4, D=256, H=256)
+    layer.forward(x)  # a cache from an earlier call, as a trained layer holds
+    params = sum(p.nbytes for p in layer.params)
+    plain = _peak(lambda: layer.backward(layer.forward(x)))
+    check = _peak(lambda: check_layer(layer, x, mode=mode, max_elements=50))
+    assert (check - plain) / params <= 3.0
 
 
 def test_seed_none_draws_a_seed_and_reports_it(rng):
