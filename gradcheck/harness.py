@@ -484,6 +484,9 @@ class Harness:
         else:
             # learn the state's shape from one forward from zeros, then draw a random state
             self.call_forward()
+            if not isinstance(getattr(layer, "h", None), np.ndarray):
+                self.notes.append("stateful=True, but forward keeps no state in .h: dh not checked")
+                return
             h = self.rng.standard_normal(np.shape(layer.h)) * 0.5
             c = getattr(layer, "c", None)
             c = None if c is None else self.rng.standard_normal(np.shape(c)) * 0.5
