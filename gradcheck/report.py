@@ -198,7 +198,7 @@ def describe_pattern(
     if not a.any():
         return "analytic gradient is zero everywhere (never written, or written to a copy?)"
     nn = float(np.vdot(n, n))
-    if nn > 0 and wrong.all():
+    if nn > 0:
         c = float(np.vdot(a, n)) / nn
         if close(a, c * n):
             if abs(c + 1) < 1e-3:

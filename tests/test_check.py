@@ -240,6 +240,11 @@ def test_checker_names_a_flipped_sign(rng):
     assert entry.status == "mismatch" and entry.pattern.startswith("sign flipped")
 
 
+def test_sign_pattern_holds_where_some_elements_are_rightly_zero(rng):
+    entry = _entry(check_layer(ReLU(wrong_slope=-1.0), rng.standard_normal((3, 4))), "input[0]")
+    assert entry.status == "mismatch" and entry.pattern.startswith("sign flipped")
+
+
 def test_checker_names_a_transposed_gradient(rng):
     W = rng.standard_normal((4, 4))
     x = rng.standard_normal((3, 4))
