@@ -81,6 +81,10 @@ class Entry:
             if self.pattern:
                 text += f"\n      pattern: {self.pattern}"
             return text
+        if self.status == "kink":
+            return (
+                f"{head}: kink ({self.message}); the rest ok (max rel err {self.max_rel_error:.1e})"
+            )
         return f"{head}: {self.status}" + (f" ({self.message})" if self.message else "")
 
 
