@@ -1,4 +1,4 @@
-"""Every public class of ``layers`` has a registered case, so the CLI and the fuzz tests check it.
+"""Every public class of ``layers`` has a registered case, so the CLI and the family tests check it.
 
 Each case is built at its smallest dimensions and counts for the class of the layer it builds
 (a composite such as AttentionSeq2seq covers itself, not its parts).
@@ -6,6 +6,7 @@ Each case is built at its smallest dimensions and counts for the class of the la
 
 import layers
 from gradcheck import registered_cases
+from tests.families import FAMILIES, family
 
 
 def test_every_public_layer_class_has_a_registered_case():
@@ -19,11 +20,10 @@ def test_every_public_layer_class_has_a_registered_case():
 
 
 def test_every_case_falls_in_a_fuzzed_family():
-    # tests/test_fuzz_<family>.py picks its cases by the module of the layer they build
-    families = {f"layers.{f}" for f in ("basic", "time", "recurrent", "attention", "seq2seq")}
+    # tests/test_layers_<family>.py picks its cases by the module of the layer they build
     stray = {
-        case.id: type(layer).__module__
+        case.id: name
         for case in registered_cases("layers")
-        if type(layer := case.build(0)[0]).__module__ not in families
+        if (name := family(case)) not in FAMILIES
     }
-    assert not stray, f"cases whose layer no tests/test_fuzz_*.py module fuzzes: {stray}"
+    assert not stray, f"cases whose layer no tests/test_layers_<family>.py module checks: {stray}"

@@ -1,5 +1,10 @@
-"""The attention layers: gradients against finite differences, TimeAttention against the loop over
-Attention, Te != Td both ways, the attention weights kept, and shape errors."""
+"""The attention layers: gradients against finite differences (at fixed sizes and fuzzed),
+TimeAttention against the loop over Attention, Te != Td both ways, the attention weights kept, and
+shape errors.
+
+The fuzz test draws each case's dimensions within its bounds (size 1 included) and a seed for the
+weights and inputs; a failure shrinks to the smallest dimensions and names them.
+"""
 
 import ast
 import inspect
@@ -7,35 +12,37 @@ import textwrap
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-import gradcheck
-import layers  # noqa: F401  (registers the cases)
+from gradcheck import assert_layer
+from gradcheck.strategies import layer_cases
 from layers import Attention, AttentionWeight, TimeAttention, WeightSum
+from tests.families import build, family_cases
 
-_CASES = {case.name: case for case in gradcheck.registered_cases("layers")}
-
+CASES = family_cases("attention")
 # Every dimension different (N >= 2, T >= 3), Te > Td and Te < Td, and the edge N = T = H = 1.
 DIMS = [
     pytest.param({"N": 2, "Te": 5, "Td": 3, "H": 4}, id="Te>Td"),
     pytest.param({"N": 2, "Te": 3, "Td": 5, "H": 4}, id="Te<Td"),
     pytest.param({"N": 1, "Te": 1, "Td": 1, "H": 1}, id="ones"),
 ]
-CASES = [
-    pytest.param("attention_weight", id="AttentionWeight"),
-    pytest.param("weight_sum", id="WeightSum"),
-    pytest.param("attention", id="Attention"),
-    pytest.param("time_attention", id="TimeAttention"),
-]
 
 
 @pytest.mark.parametrize("dims", DIMS)
-@pytest.mark.parametrize("name", CASES)
-def test_backward_matches_finite_differences(name, dims):
-    case = _CASES[name]
-    layer, inputs = case.build(0, **{k: v for k, v in dims.items() if k in case.dims})
-    report = gradcheck.assert_layer(layer, *inputs, rtol=1e-7, atol=1e-10, mode="full")
+@pytest.mark.parametrize("case", CASES)
+def test_backward_matches_finite_differences(case, dims):
+    layer, inputs = build(case, dims)
+    report = assert_layer(layer, *inputs, rtol=1e-7, atol=1e-10, mode="full")
     assert report.max_rel_error < 1e-7
     assert {e.name for e in report.gradients} >= {"input[0]", "input[1]"}
+
+
+@pytest.mark.parametrize("case", CASES)
+@given(data=st.data())
+def test_fuzzed_backward_matches_finite_differences(case, data):
+    layer, inputs = drawn = data.draw(layer_cases(case))
+    assert_layer(layer, *inputs, seed=drawn.seed, context=drawn.context, **case.options)
 
 
 def _loop(hs_enc, hs_dec, dcs):

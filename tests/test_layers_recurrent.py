@@ -1,38 +1,27 @@
-"""layers.recurrent: finite differences for every case, state semantics, cells, torch oracle."""
+"""layers.recurrent: finite differences for every case (at fixed sizes and fuzzed), dtypes,
+state semantics, cells, torch oracle.
+
+The fuzz test draws each case's dimensions within its bounds (size 1 included) and a seed for the
+weights and inputs; a failure shrinks to the smallest dimensions and names them.
+"""
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-import gradcheck
+from gradcheck import assert_layer
+from gradcheck.strategies import layer_cases
 from layers import GRU, LSTM, RNN, TimeBiLSTM, TimeGRU, TimeLSTM, TimeRNN
+from tests.families import SHAPES, assert_float64_in_place, build, family_cases
 
-FAMILY = "layers.recurrent"
-CASES = [
-    pytest.param(case, id=case.name)
-    for case in gradcheck.registered_cases("layers")
-    if type(case.build(0)[0]).__module__ == FAMILY
-]
-# General shapes (all sizes different, N >= 2, T >= 3) and the edge N = T = 1.
-SHAPES = [
-    pytest.param({"N": 3, "T": 4, "D": 2, "H": 5}, id="N3-T4-D2-H5"),
-    pytest.param({"N": 4, "T": 5, "D": 3, "H": 2}, id="N4-T5-D3-H2"),
-    pytest.param({"N": 1, "T": 1, "D": 3, "H": 2}, id="N1-T1"),
-]
+CASES = family_cases("recurrent")
 # (class, gates, cell) for the three unrolled layers and their step cells.
 TIME_LAYERS = [
     pytest.param(TimeRNN, RNN, 1, id="TimeRNN"),
     pytest.param(TimeLSTM, LSTM, 4, id="TimeLSTM"),
     pytest.param(TimeGRU, GRU, 3, id="TimeGRU"),
 ]
-
-
-def _build(case, dims, seed=0):
-    return case.build(seed, **{k: v for k, v in dims.items() if k in case.dims})
-
-
-def _douts(out, rng):
-    outs = out if isinstance(out, tuple) else (out,)
-    return tuple(rng.standard_normal(np.shape(o)) if np.ndim(o) else 1.0 for o in outs)
 
 
 def _weights(gates, D=3, H=4, seed=0, dtype=np.float64):
@@ -47,22 +36,21 @@ def _weights(gates, D=3, H=4, seed=0, dtype=np.float64):
 @pytest.mark.parametrize("dims", SHAPES)
 @pytest.mark.parametrize("case", CASES)
 def test_backward_matches_finite_differences(case, dims):
-    layer, inputs = _build(case, dims)
-    gradcheck.assert_layer(layer, *inputs, rtol=1e-7, **case.options)
+    layer, inputs = build(case, dims)
+    assert_layer(layer, *inputs, rtol=1e-7, **case.options)
+
+
+@pytest.mark.parametrize("case", CASES)
+@given(data=st.data())
+def test_fuzzed_backward_matches_finite_differences(case, data):
+    layer, inputs = drawn = data.draw(layer_cases(case))
+    assert_layer(layer, *inputs, seed=drawn.seed, context=drawn.context, **case.options)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_float64_layer_keeps_float64_and_writes_grads_in_place(case):
-    layer, inputs = _build(case, {"N": 3, "T": 4, "D": 2, "H": 5})
-    grads = list(layer.grads)
-    out = layer.forward(*inputs)
-    dinputs = layer.backward(*_douts(out, np.random.default_rng(1)))
-    outs = out if isinstance(out, tuple) else (out,)
-    dinputs = dinputs if isinstance(dinputs, tuple) else (dinputs,)
-    assert all(o.dtype == np.float64 for o in outs)
-    assert all(d.dtype == np.float64 for d in dinputs)
-    assert all(g is before for g, before in zip(layer.grads, grads, strict=True))
-    assert all(g.dtype == np.float64 for g in layer.grads)
+    layer, dinputs = assert_float64_in_place(case)
+    assert all(d is not None for d in dinputs)  # every input of a recurrent layer is a float
     for name in ("h", "c", "dh", "dc"):
         value = getattr(layer, name, None)
         assert value is None or value.dtype == np.float64, name
@@ -84,7 +72,7 @@ def test_float32_layer_stays_float32_including_state(cls, cell, gates):
 def test_float32_layer_passes_the_checker_at_default_options(cls, cell, gates):
     layer = cls(*_weights(gates, dtype=np.float32), stateful=True)
     xs = np.random.default_rng(0).standard_normal((2, 3, 3)).astype(np.float32)
-    gradcheck.assert_layer(layer, xs)
+    assert_layer(layer, xs)
 
 
 def test_time_lstm_keeps_the_cell_state_gradient():

@@ -1,9 +1,18 @@
-"""layers.time: every registered case against finite differences, plus the book fixes."""
+"""layers.time: every registered case against finite differences, at fixed sizes and fuzzed, in
+float64 with grads written in place; plus the book fixes.
+
+The fuzz test draws each case's dimensions within its bounds (size 1 included) and a seed for the
+weights and inputs; a failure shrinks to the smallest dimensions and names them. A second fuzz test
+draws the loss's values too: labels with ignored positions and padded rows.
+"""
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-import gradcheck
+from gradcheck import assert_layer, strategies
+from gradcheck.strategies import float_arrays, labels, layer_cases
 from layers import (
     Affine,
     SoftmaxWithLoss,
@@ -12,48 +21,37 @@ from layers import (
     TimeEmbedding,
     TimeSoftmaxWithLoss,
 )
+from tests.families import SHAPES, assert_float64_in_place, build, family_cases
 
-FAMILY = "layers.time"
-CASES = [
-    pytest.param(case, id=case.name)
-    for case in gradcheck.registered_cases("layers")
-    if type(case.build(0)[0]).__module__ == FAMILY
-]
-# General shapes (all sizes different, N >= 2, T >= 3, ids repeat) and the edge N = T = 1.
-SHAPES = [
-    pytest.param({"N": 3, "T": 4, "D": 2, "H": 5, "V": 6}, id="N3-T4-D2-H5-V6"),
-    pytest.param({"N": 4, "T": 5, "D": 3, "H": 2, "V": 7}, id="N4-T5-D3-H2-V7"),
-    pytest.param({"N": 1, "T": 1, "D": 3, "H": 2, "V": 4}, id="N1-T1"),
-]
-
-
-def _build(case, dims, seed=0):
-    return case.build(seed, **{k: v for k, v in dims.items() if k in case.dims})
-
-
-def _douts(out, rng):
-    outs = out if isinstance(out, tuple) else (out,)
-    return tuple(rng.standard_normal(np.shape(o)) if np.ndim(o) else 1.0 for o in outs)
+CASES = family_cases("time")
 
 
 @pytest.mark.parametrize("dims", SHAPES)
 @pytest.mark.parametrize("case", CASES)
 def test_backward_matches_finite_differences(case, dims):
-    layer, inputs = _build(case, dims)
-    gradcheck.assert_layer(layer, *inputs, rtol=1e-7, **case.options)
+    layer, inputs = build(case, dims)
+    assert_layer(layer, *inputs, rtol=1e-7, **case.options)
+
+
+@pytest.mark.parametrize("case", CASES)
+@given(data=st.data())
+def test_fuzzed_backward_matches_finite_differences(case, data):
+    layer, inputs = drawn = data.draw(layer_cases(case))
+    assert_layer(layer, *inputs, seed=drawn.seed, context=drawn.context, **case.options)
+
+
+@given(data=st.data(), sizes=strategies.dims("N", "T", "V", max_V=5))
+def test_loss_gradient_holds_with_ignored_labels_and_fully_masked_rows(data, sizes):
+    # Values, not just sizes, from hypothesis: padded positions and whole padded sequences.
+    N, T, V = sizes["N"], sizes["T"], sizes["V"]
+    xs = data.draw(float_arrays((N, T, V), min_value=-3.0, max_value=3.0), label="xs")
+    ts = data.draw(labels((N, T), num_classes=V, ignore_label=-1), label="ts")
+    assert_layer(TimeSoftmaxWithLoss(), xs, ts, context=f"N={N} T={T} V={V}")
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_float64_layer_keeps_float64_and_writes_grads_in_place(case):
-    layer, inputs = _build(case, {"N": 3, "T": 4, "D": 2, "H": 5, "V": 6})
-    grads = list(layer.grads)
-    out = layer.forward(*inputs)
-    dinputs = layer.backward(*_douts(out, np.random.default_rng(1)))
-    dinputs = dinputs if isinstance(dinputs, tuple) else (dinputs,)
-    assert np.asarray(out).dtype == np.float64
-    assert all(d.dtype == np.float64 for d in dinputs if d is not None)
-    assert all(g is before for g, before in zip(layer.grads, grads, strict=True))
-    assert all(g.dtype == np.float64 for g in layer.grads)
+    assert_float64_in_place(case)
 
 
 def _scores_and_labels(N=2, T=3, V=4, seed=0):
