@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck.numerical import dot
+from gradcheck.numerical import dot, uniform_direction
 from gradcheck.report import Entry
 
 __all__ = ["CHECKS", "run"]
@@ -74,7 +74,6 @@ def _fingerprint(g: Any, seed: int = 0) -> np.ndarray:
     random projections. Comparing fingerprints instead of copies keeps the contract checks
     from holding a second copy of every gradient."""
     g = np.asarray(g, dtype=np.float64).reshape(-1)
-    rng = np.random.default_rng(seed)
     peak = float(np.max(np.abs(g))) if g.size else 0.0
     norm = 0.0
     if peak > 0:
@@ -83,10 +82,8 @@ def _fingerprint(g: Any, seed: int = 0) -> np.ndarray:
         norm = peak * float(np.sqrt(np.dot(scaled, scaled)))
         del scaled
     projections = []
-    for _ in range(2):
-        r = rng.random(g.size, dtype=np.float32)  # float32 and sliced: no copy of g's size
-        r *= 2
-        r -= 1
+    for k in range(2):
+        r = uniform_direction(2 * seed + k, g.size)  # float32 and sliced: no copy of g's size
         projections.append(dot(g, r))
         del r
     return np.array([norm, *projections])

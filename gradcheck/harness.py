@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck import contract
+from gradcheck.numerical import uniform_direction
 
 __all__ = ["Harness", "Target", "directions", "unfreeze"]
 
@@ -622,9 +623,7 @@ def directions(
     was a quarter of a fast check of a 20 µs layer)."""
     for k, seed in enumerate(seeds):
         size = shape if like is None else like[k].shape
-        v = np.random.default_rng(int(seed)).random(size, dtype=np.float32)
-        v *= 2
-        v -= 1
+        v = uniform_direction(int(seed), size)
         yield v
         v = None  # (so that drawing the next one does not keep two alive)
 

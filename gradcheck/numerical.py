@@ -18,12 +18,19 @@ is right. They cost nothing beyond one shared evaluation ``f0 = f()``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Differences", "directional_derivative", "dot", "numerical_gradient"]
+__all__ = [
+    "Differences",
+    "directional_derivative",
+    "dot",
+    "numerical_gradient",
+    "uniform_direction",
+]
 
 
 @dataclass(frozen=True)
@@ -153,3 +160,31 @@ def dot(a: np.ndarray, v: np.ndarray) -> float:
     a, v = a.reshape(-1), v.reshape(-1)
     step = 1 << 14
     return float(sum(np.dot(a[i : i + step], v[i : i + step]) for i in range(0, a.size, step)))
+
+
+_PCG64_INCREMENT = 0xDA3E39CB94B95BDB  # any odd constant; the seed alone picks the stream
+_generators = threading.local()
+
+
+def uniform_direction(seed: int, shape: int | tuple[int, ...]) -> np.ndarray:
+    """A random float32 array uniform in [-1, 1), the same for the same ``seed`` (an int below
+    2**64), so a direction can be drawn again instead of kept.
+
+    Sets the state of one PCG64 generator per thread directly instead of seeding a new one:
+    ``np.random.default_rng(seed)`` hashes the seed through a SeedSequence (about 10 µs, a
+    tenth of a fast check of a small layer when drawn for every direction); this is 2 µs.
+    (shape) -> (shape) float32
+    """
+    generator = getattr(_generators, "generator", None)
+    if generator is None:
+        generator = _generators.generator = np.random.Generator(np.random.PCG64(0))
+    generator.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": int(seed), "inc": _PCG64_INCREMENT},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    v = generator.random(shape, dtype=np.float32)
+    v *= 2
+    v -= 1
+    return v

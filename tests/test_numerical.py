@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gradcheck.numerical import directional_derivative, numerical_gradient
+from gradcheck.numerical import directional_derivative, numerical_gradient, uniform_direction
 
 
 def test_gradient_of_a_cubic_matches_the_derivative_to_rounding():
@@ -82,3 +82,13 @@ def test_bad_arguments(fn):
         fn(lambda: 0.0, x32, *args)
     with pytest.raises(ValueError, match="eps=0 must be > 0; try eps=1e-6"):
         fn(lambda: 0.0, np.ones(2), *args, eps=0)
+
+
+def test_uniform_direction_is_reproducible_float32_in_range_and_seed_dependent():
+    a = uniform_direction(7, (3, 50))
+    assert a.dtype == np.float32 and a.shape == (3, 50)
+    assert np.array_equal(a, uniform_direction(7, (3, 50)))
+    assert not np.array_equal(a, uniform_direction(8, (3, 50)))
+    assert a.min() >= -1 and a.max() < 1
+    big = uniform_direction(2**63 + 5, 100_000)  # seeds up to 2**64 (drawn as 63-bit ints)
+    assert abs(float(big.mean())) < 0.01 and 0.32 < float(big.var()) < 0.35  # var 1/3
