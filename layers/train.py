@@ -63,6 +63,11 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error(f"--lr={args.lr} must be > 0; try --lr 0.001")
     if args.clip < 0:
         p.error(f"--clip={args.clip} must be >= 0 (0 turns clipping off); try --clip 5")
+    if args.out is not None:  # before training, not after it: a bad --out would lose the model
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            p.error(f"--out={args.out}: cannot create the folder ({exc.strerror})")
 
 
 class _Progress:
@@ -181,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_args(parser, args)
 
-    split = load(args.task, train_size=args.train_size, test_size=args.test_size, seed=args.seed)
+    try:
+        split = load(
+            args.task, train_size=args.train_size, test_size=args.test_size, seed=args.seed
+        )
+    except ValueError as exc:  # more questions asked for than the task has
+        parser.error(f"--train-size={args.train_size} --test-size={args.test_size}: {exc}")
     vocab = split.vocab
     x_train, x_test = split.x_train, split.x_test
     if args.reverse_input:
@@ -245,7 +255,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {question!r} -> {vocab.decode(guess).strip()!r} ({mark})")
 
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
         model.save_params(args.out / "params.npz")
         settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
         record = dict(settings=settings, vocab=vocab.chars, epochs=history)

@@ -304,3 +304,19 @@ def test_cli_rejects_bad_options(capsys):
     with pytest.raises(SystemExit):
         main(["--task", "date", "--model", "attention", "--epochs", "0"])
     assert "--epochs=0 must be >= 1" in capsys.readouterr().err
+
+
+def test_cli_rejects_an_unusable_out_before_training(tmp_path, capsys):
+    taken = tmp_path / "a_file"
+    taken.write_text("")
+    with pytest.raises(SystemExit):
+        main(["--task", "addition", "--model", "seq2seq", "--out", str(taken)])
+    captured = capsys.readouterr()
+    assert f"--out={taken}: cannot create the folder" in captured.err
+    assert "examples/s" not in captured.err and captured.out == ""  # no training happened
+
+
+def test_cli_turns_an_impossible_data_request_into_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["--task", "addition", "--model", "seq2seq", "--train-size", "1000000"])
+    assert "--train-size=1000000 --test-size=" in capsys.readouterr().err
