@@ -471,7 +471,13 @@ class Seq2seq:
         Every name, shape and dtype is checked before anything is written; a mismatch raises
         ValueError naming the parameter. Files are read with ``allow_pickle=False``.
         """
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(
+                f"{path}: holds a single array, not the .npz of named parameters that "
+                "save_params writes; save with model.save_params(path)"
+            )
+        with loaded as data:
             stored = {name: data[name] for name in data.files}
         missing = [n for n in self.param_names if n not in stored]
         extra = [n for n in stored if n not in self.param_names]

@@ -331,6 +331,13 @@ def test_load_refuses_pickled_objects(tmp_path):
     _load_error(Seq2seq(7, 4, 6, rng=1), path)
 
 
+def test_load_of_a_single_array_file_says_what_to_save(tmp_path):
+    path = tmp_path / "weights.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(ValueError, match=r"not the \.npz of named parameters.*save_params"):
+        Seq2seq(7, 4, 6, rng=1).load_params(path)
+
+
 def _names_params(model):
     return model.param_names, model.params
 
