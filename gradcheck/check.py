@@ -144,7 +144,7 @@ def _run(
         entries = h.gradient_entries()
         h.facts["gradients_failed"] = not all(e.passed for e in entries)
         if settings["contract"]:
-            entries += contract.run(h)
+            entries += _unjudged_when_nonfinite(contract.run(h), h)
     finally:
         unfreeze(frozen)
     return h, entries
@@ -326,6 +326,7 @@ class _Checker(Harness):
         worst_numeric = {}  # position -> the exact float64 value, for the worst elements
         wrong = np.zeros(count, dtype=bool)
         kink = np.zeros(count, dtype=bool)
+        undefined = np.zeros(count, dtype=bool)  # forward NaN/Inf at x +- eps: no numeric value
         worst_wrong = (-1.0, 0)  # (abs error, position)
         worst_ok = (-1.0, 0)  # (rel error, position)
         max_abs = max_rel = 0.0
@@ -338,15 +339,20 @@ class _Checker(Harness):
             )
             a, n = flat_analytic[idx], d.central
             numeric[lo:hi] = n
+            finite_a = np.isfinite(a)
+            finite = finite_a & np.isfinite(n)
             tol = self._tolerance(a, n)
-            err = np.abs(a - n)
-            bad = err > tol
-            suspect = bad & _within(a, d.left, d.right, tol) & (np.abs(d.left - d.right) > tol)
+            err = np.where(finite, np.abs(a - n), np.inf)  # NaN compares False: make it inf
+            bad = ~finite | (err > tol)
+            suspect = (
+                bad & finite & _within(a, d.left, d.right, tol) & (np.abs(d.left - d.right) > tol)
+            )
             if suspect.any():
                 suspect = self._refine_kinks(t, a, idx, suspect, d.left, d.right, tol, votes)
             kink[lo:hi] = suspect
-            wrong[lo:hi] = bad & ~suspect
-            valid = ~suspect
+            undefined[lo:hi] = finite_a & ~finite  # analytic fine, numeric NaN/Inf
+            wrong[lo:hi] = bad & ~suspect & ~undefined[lo:hi]
+            valid = ~suspect & finite
             if valid.any():
                 rel = self._rel(a, n)
                 max_abs = max(max_abs, float(err[valid].max()))
@@ -366,6 +372,9 @@ class _Checker(Harness):
         if entry.wrong:
             entry.status = "mismatch"
             k = worst_wrong[1]
+        elif undefined.any():
+            entry.status = "fail"
+            k = int(np.argmax(undefined))
         else:
             entry.status = "kink" if entry.kinks else "ok"
             k = worst_ok[1]
@@ -373,12 +382,30 @@ class _Checker(Harness):
         entry.index = tuple(int(i) for i in np.unravel_index(flat_k, shape))
         entry.analytic = float(flat_analytic[flat_k])
         entry.numeric = worst_numeric.get(k, float(numeric[k]))
+        notes = []
+        if not np.isfinite(entry.analytic):
+            entry.max_abs_error = entry.max_rel_error = np.inf
+            count_bad = int(np.count_nonzero(~np.isfinite(flat_analytic)))
+            notes.append(
+                f"analytic gradient is {_nonfinite(entry.analytic)} at {list(entry.index)}"
+                + (f" ({count_bad} non-finite elements)" if count_bad > 1 else "")
+            )
+            self.facts.setdefault("nonfinite_gradients", []).append(t.name)
+        if undefined.any():
+            first = int(np.argmax(undefined))
+            first = first if indices is None else int(indices[first])
+            where = tuple(int(i) for i in np.unravel_index(first, shape))
+            text = _undefined_message(t, where, self.settings["eps"])
+            if int(undefined.sum()) > 1:
+                text += f" ({int(undefined.sum())} elements like this)"
+            notes.append(text)
         if indices is not None:
-            entry.message = f"{count} sampled elements of {t.array.size}"
+            notes.insert(0, f"{count} sampled elements of {t.array.size}")
+        entry.message = "; ".join(notes)
         if entry.kinks:
             note = f"{entry.kinks} element(s) at a non-differentiable point, not compared"
             entry.message = f"{entry.message}; {note}" if entry.message else note
-        if entry.status == "mismatch":
+        if entry.status == "mismatch" and np.isfinite(entry.analytic) and not undefined.any():
             if indices is None:
                 mask = wrong.reshape(shape)
                 numeric64 = numeric.reshape(shape).astype(np.float64)
@@ -434,28 +461,56 @@ class _Checker(Harness):
         self, t: Target, analytic: np.ndarray, a: np.ndarray, d: Differences, seeds: np.ndarray
     ) -> Entry:
         n = d.central
-        tol = self._tolerance(a, n)
-        err = np.abs(a - n)
-        bad = err > tol
-        jump = np.abs(d.left - d.right)
-        kinky = bad & (jump > tol)
-        wrong = bad & ~kinky
-        rel = self._rel(a, n)
         entry = Entry(t.name, "gradient", "ok", shape=tuple(t.array.shape), label=t.label)
         entry.message = f"projections: {len(n)} random directions <grad, v>"
-        k = int(np.argmax(np.where(kinky, -1, err)))
+        flat_analytic = analytic.reshape(-1)
+        if not np.all(np.isfinite(a)):  # a NaN/Inf element: blame it directly, by its index
+            flat_k = int(np.argmax(~np.isfinite(flat_analytic)))
+            count_bad = int(np.count_nonzero(~np.isfinite(flat_analytic)))
+            entry.status = "mismatch"
+            entry.index = tuple(int(i) for i in np.unravel_index(flat_k, analytic.shape))
+            entry.analytic = float(flat_analytic[flat_k])
+            one = numerical_gradient(
+                self.evaluate, t.array, eps=self.settings["eps"], indices=[flat_k], f0=self.L0
+            )
+            entry.numeric = float(one.central[0])
+            entry.max_abs_error = entry.max_rel_error = np.inf
+            entry.checked, entry.wrong = len(n), int(np.count_nonzero(~np.isfinite(a)))
+            entry.message += (
+                f"; analytic gradient is {_nonfinite(entry.analytic)} at {list(entry.index)}"
+                + (f" ({count_bad} non-finite elements)" if count_bad > 1 else "")
+            )
+            self.facts.setdefault("nonfinite_gradients", []).append(t.name)
+            return entry
+        finite = np.isfinite(n)
+        tol = self._tolerance(a, n)
+        err = np.where(finite, np.abs(a - n), np.inf)  # NaN compares False: make it inf
+        bad = ~finite | (err > tol)
+        jump = np.abs(d.left - d.right)
+        kinky = bad & finite & (jump > tol)
+        undefined = ~finite  # forward NaN/Inf at x +- eps * v
+        wrong = bad & ~kinky & ~undefined
+        rel = np.where(finite, self._rel(a, n), np.inf)
+        k = int(np.argmax(np.where(kinky | undefined, -1, err)))
         entry.analytic, entry.numeric = float(a[k]), float(n[k])
-        entry.max_abs_error = float(np.max(err[~kinky], initial=0.0))
-        entry.max_rel_error = float(np.max(rel[~kinky], initial=0.0))
+        entry.max_abs_error = float(np.max(err[~kinky & ~undefined], initial=0.0))
+        entry.max_rel_error = float(np.max(rel[~kinky & ~undefined], initial=0.0))
+        undefined_at: tuple[int, ...] | None = None
         kinks: set[tuple[int, int]] = set()  # pieces [lo, hi) at a kink (one element each,
         budget = [_MAX_BISECTIONS]  # unless the budget ran out first)
-        for j in np.flatnonzero(kinky):
-            # a kink on the way: split the direction until the pieces are smooth or one element
+        for j in np.flatnonzero(kinky | undefined):
+            # a kink (or a NaN) on the way: split the direction until the pieces are smooth or
+            # one element
             v = next(directions(seeds[j : j + 1], analytic.shape)).reshape(-1)
             found = self._bisect(t, analytic.reshape(-1), v, 0, v.size, budget)
             for status, lo, hi, a_sub, n_sub in found:
+                if status == "undefined":
+                    undefined_at = tuple(int(i) for i in np.unravel_index(lo, analytic.shape))
+                    continue
                 rel_sub = float(self._rel(np.array(a_sub), np.array(n_sub)))
                 if status == "kink":
+                    if undefined[j]:
+                        continue  # the budget ran out before the NaN was found
                     kinks.add((lo, hi))
                     continue
                 entry.max_rel_error = max(entry.max_rel_error, rel_sub)
@@ -471,8 +526,18 @@ class _Checker(Harness):
                     if hi - lo == 1:
                         entry.index = tuple(int(i) for i in np.unravel_index(lo, analytic.shape))
         entry.checked, entry.wrong, entry.kinks = len(n), int(wrong.sum()), len(kinks)
+        if undefined.any():
+            entry.message += "; " + _undefined_message(t, undefined_at, self.settings["eps"])
         if wrong.any():
             entry.status = "mismatch"
+        elif undefined.any():
+            entry.status = "fail"
+            if undefined_at is not None:
+                entry.index = undefined_at
+                entry.analytic = float(
+                    flat_analytic[np.ravel_multi_index(undefined_at, analytic.shape)]
+                )
+                entry.numeric = float("nan")
         elif kinks:
             entry.status = "kink"
             entry.message += (
@@ -489,8 +554,8 @@ class _Checker(Harness):
         slopes differ and the analytic value lies between them), where on a whole projection
         several kinks can cancel. Stops at the first wrong element. Returns
         ``(status, lo, hi, analytic, numeric)`` for each piece that agrees ("ok"), each kink
-        and the mismatch found; pieces left when the budget runs out count as kinks
-        (unresolved)."""
+        and the mismatch (or the element where forward turns NaN/Inf: "undefined") found;
+        pieces left when the budget runs out count as kinks (unresolved)."""
         out: list[tuple[str, int, int, float, float]] = []
         mid = (lo + hi) // 2
         pending = [(lo, mid), (mid, hi)] if hi - lo > 1 else [(lo, hi)]
@@ -512,12 +577,15 @@ class _Checker(Harness):
             )
             n = float(d.central[0])
             tol = float(self._tolerance(np.array(a), np.array(n)))
-            if abs(a - n) <= tol:  # a piece that agrees counts for the entry's error
+            if np.isfinite(n) and abs(a - n) <= tol:  # an agreeing piece counts for the error
                 out.append(("ok", lo, hi, a, n))
                 continue
             if hi - lo > 1:
                 mid = (lo + hi) // 2
                 pending += [(lo, mid), (mid, hi)]
+            elif not np.isfinite(n):  # forward NaN/Inf when this element moves by eps
+                out.append(("undefined", lo, hi, a, n))
+                return out
             elif abs(float(d.left[0] - d.right[0])) > tol and _within(
                 np.array(a), d.left, d.right, np.array(tol)
             ):
@@ -530,10 +598,12 @@ class _Checker(Harness):
 
 def _merge(entry: Entry, parts: list[Entry]) -> Entry:
     """One entry from the element check and the projection check of one tensor."""
-    worst = max(parts, key=lambda e: (e.status == "mismatch", e.max_rel_error))
+    worst = max(parts, key=lambda e: (e.status == "mismatch", e.status == "fail", e.max_rel_error))
     entry.status = (
         "mismatch"
         if any(e.status == "mismatch" for e in parts)
+        else "fail"
+        if any(e.status == "fail" for e in parts)
         else "kink"
         if any(e.status == "kink" for e in parts)
         else "ok"
@@ -553,6 +623,35 @@ def _merge(entry: Entry, parts: list[Entry]) -> Entry:
             + "; ".join(e.message for e in parts if e is not worst and e.message)
         )
     return entry
+
+
+#: Contract checks that compare gradients with each other: NaN never equals NaN, so with a
+#: non-finite analytic gradient they cannot judge anything (the gradient entry has the blame).
+_COMPARE_GRADIENTS = ("backward linear in dout", "grads overwritten, not accumulated")
+
+
+def _unjudged_when_nonfinite(entries: list[Entry], h: _Checker) -> list[Entry]:
+    nonfinite = h.facts.get("nonfinite_gradients")
+    if not nonfinite:
+        return entries
+    for e in entries:
+        if e.name in _COMPARE_GRADIENTS and e.status == "fail":
+            e.status = "skipped"
+            e.message = f"not judged: the analytic gradient of {', '.join(nonfinite)} is NaN/Inf"
+    return entries
+
+
+def _nonfinite(value: float) -> str:
+    """ "NaN", "Inf" or "-Inf": how a non-finite value is named in messages."""
+    return "NaN" if np.isnan(value) else "Inf" if value > 0 else "-Inf"
+
+
+def _undefined_message(t: Target, index: tuple[int, ...] | None, eps: float) -> str:
+    where = f"{t.name}{list(index)}" if index is not None else f"{t.name} + eps * v"
+    return (
+        f"forward is NaN/Inf at {where}±eps (eps={eps:g}), so the numeric derivative is "
+        "undefined there; move the input away from the domain edge or lower eps"
+    )
 
 
 def _within(a: np.ndarray, left: np.ndarray, right: np.ndarray, tol: np.ndarray) -> np.ndarray:

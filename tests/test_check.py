@@ -833,3 +833,64 @@ def test_backward_missing_a_float_input_gradient_is_an_error(rng):
     x, y = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
     with pytest.raises(ValueError, match=r"no gradient for float input\[1\] y"):
         check_layer(HalfSplit(rng.standard_normal(3)), x, y)
+
+
+# --- non-finite values: a NaN must never pass for agreement ----------------------------------
+
+
+class Sqrt:
+    """sqrt(x), elementwise, for x > 0. forward: x (any shape) -> y (same)."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+
+    def forward(self, x):
+        self.x = x
+        return np.sqrt(x)
+
+    def backward(self, dout):
+        return dout * 0.5 / np.sqrt(self.x)
+
+
+class SqrtNanAt3(Sqrt):
+    """Sqrt whose backward puts a NaN at flat element 3."""
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        dx.flat[3] = np.nan  # BUG
+        return dx
+
+
+@pytest.mark.parametrize("contract", [True, False])
+@pytest.mark.parametrize("mode", ["full", "fast", "auto"])
+def test_checker_blames_input_when_analytic_gradient_is_nan(mode, contract):
+    x = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    report = check_layer(SqrtNanAt3(), x, mode=mode, contract=contract)
+    assert not report.passed, report
+    entry = _entry(report, "input[0]")
+    assert entry.status == "mismatch" and entry.index == (1, 0), report
+    assert "analytic gradient is NaN at [1, 0]" in entry.message
+    assert report.max_rel_error == np.inf and "ok (max rel err" not in str(report)
+    assert "passes" not in str(report).splitlines()[0]
+    assert check_layer(Sqrt(), x, mode=mode, contract=contract).passed  # the twin
+
+
+@pytest.mark.parametrize("mode", ["full", "fast"])
+def test_forward_nan_at_x_plus_minus_eps_is_a_failure_not_agreement(mode):
+    # a correct sqrt one step from its domain edge: sqrt(1e-7 - 1e-6) is NaN
+    x = np.array([[1.0, 1e-7, 3.0], [4.0, 5.0, 6.0]])
+    with np.errstate(invalid="ignore"):
+        report = check_layer(Sqrt(), x, mode=mode)
+        assert check_layer(Sqrt(), x, mode=mode, eps=1e-9).passed  # a smaller step is fine
+    assert not report.passed, report
+    entry = _entry(report, "input[0]")
+    assert entry.status == "fail", report
+    assert "forward is NaN/Inf at input[0][0, 1]±eps" in entry.message, report
+    assert "move the input away from the domain edge or lower eps" in entry.message
+
+
+def test_report_without_contract_does_not_claim_the_contract_holds(rng):
+    layer, x = _affine(rng)
+    head = str(check_layer(layer, x, contract=False)).splitlines()[0]
+    assert "contract not checked" in head and "contract hold" not in head
+    assert "gradients and contract hold" in str(check_layer(layer, x)).splitlines()[0]

@@ -858,6 +858,37 @@ def _attention(cls, rng, N=2, Te=3, Td=4, H=5):
     return cls(), (_normal(rng, N, Te, H), _normal(rng, N, Td, H))
 
 
+class Softplus(Activation):
+    """log(1 + e^x), elementwise, computed stably; its derivative is the sigmoid of x.
+
+    forward: x (any shape) -> y (same). backward: dy -> dx = dy * sigmoid(x)
+    """
+
+    def forward(self, x):
+        self.x = x
+        return np.logaddexp(0.0, x)
+
+    def backward(self, dout):
+        return dout * 0.5 * (1 + np.tanh(self.x / 2))  # sigmoid(x), without overflow
+
+
+class SoftplusNaiveSigmoid(Softplus):
+    """Softplus whose backward writes the sigmoid as e^x / (1 + e^x): inf / inf = NaN once
+    x > 709, so the gradient holds a NaN where the loss is perfectly finite."""
+
+    def backward(self, dout):
+        with np.errstate(over="ignore", invalid="ignore"):
+            e = np.exp(self.x)
+            return dout * (e / (1 + e))  # BUG: NaN for large x
+
+
+def _one_large_input(cls, rng, N=2, D=4):
+    """Normal inputs, one of them large (800), where a naive exp overflows."""
+    x = _normal(rng, N, D)
+    x[0, 1] = 800.0
+    return cls(), (x,)
+
+
 # --- the zoo --------------------------------------------------------------------------------
 
 
@@ -975,6 +1006,9 @@ ZOO = [
         "contract", dims={"N": 4, "D": 16}),
     Bug("rnn_stateless_keeps_memory", RNNStatelessWithMemory, TimeRNN, _stateless_rnn,
         STATELESS, "contract"),
+    # non-finite gradients
+    Bug("softplus_naive_sigmoid_nan", SoftplusNaiveSigmoid, Softplus, _one_large_input,
+        "input[0]"),
 ]
 # fmt: on
 
