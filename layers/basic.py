@@ -48,11 +48,12 @@ class MatMul:
         (W,) = self.params
         if x.ndim != 2 or x.shape[1] != W.shape[0]:
             raise _shape_error("MatMul.forward", "x", f"(N, {W.shape[0]})", x.shape)
-        self.x = x
+        self.x = x = x.astype(W.dtype, copy=False)  # x @ W would follow a float64 x
         return x @ W
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         (W,) = self.params
+        dout = dout.astype(W.dtype, copy=False)
         self.grads[0][...] = self.x.T @ dout
         return dout @ W.T
 
@@ -75,11 +76,12 @@ class Affine:
         W, b = self.params
         if x.ndim != 2 or x.shape[1] != W.shape[0]:
             raise _shape_error("Affine.forward", "x", f"(N, {W.shape[0]})", x.shape)
-        self.x = x
+        self.x = x = x.astype(W.dtype, copy=False)  # x @ W would follow a float64 x
         return x @ W + b
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         W, _ = self.params
+        dout = dout.astype(W.dtype, copy=False)
         self.grads[0][...] = self.x.T @ dout
         self.grads[1][...] = dout.sum(axis=0)
         return dout @ W.T
@@ -87,6 +89,8 @@ class Affine:
 
 class Sigmoid:
     """Elementwise logistic function; its derivative is out * (1 - out).
+
+    No params: computes in the dtype of x.
 
     forward: x (any shape) -> out (same shape)
     backward: dout (same shape) -> dx (same shape)
@@ -107,6 +111,8 @@ class Sigmoid:
 class ReLU:
     """max(0, x) elementwise; the gradient passes where x > 0 (not differentiable at 0).
 
+    No params: computes in the dtype of x.
+
     forward: x (any shape) -> out (same shape)
     backward: dout (same shape) -> dx (same shape)
     """
@@ -125,6 +131,8 @@ class ReLU:
 
 class Softmax:
     """Softmax over the last axis, for inputs of any rank (attention scores are (N, Td, Te)).
+
+    No params: computes in the dtype of x.
 
     forward: x (..., V) -> y (..., V), each row summing to 1
     backward: dout (..., V) -> dx (..., V)
@@ -148,7 +156,7 @@ class SoftmaxWithLoss:
     """Softmax and mean cross-entropy against integer labels, fused for a simple gradient.
 
     The loss is computed from the log-softmax, so it needs no epsilon inside the log and its
-    gradient (y - onehot(t)) / N is exact.
+    gradient (y - onehot(t)) / N is exact. No params: computes in the dtype of x.
     forward: x (N, V) scores, t (N,) integer labels -> loss (scalar of x's dtype)
     backward: dout=1 -> dx (N, V)
     """
@@ -214,7 +222,7 @@ class Dropout:
     scale the survivors by 1 / (1 - ratio), so evaluation (``train = False``) is the identity.
 
     Masks come from the layer's own generator ``rng`` (a seed or ``numpy.random.Generator``),
-    never from the global ``np.random`` state.
+    never from the global ``np.random`` state. No params: computes in the dtype of x.
     forward: x (any shape) -> out (same shape)
     backward: dout (same shape) -> dx (same shape)
     """

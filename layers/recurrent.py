@@ -139,6 +139,7 @@ class RNN:
     def forward(self, x: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
         Wx, Wh, b = self.params
         _check_step_inputs("RNN.forward", x, Wx.shape[0], Wh.shape[0], h_prev)
+        x, h_prev = x.astype(Wx.dtype, copy=False), h_prev.astype(Wx.dtype, copy=False)
         h = _rnn_step(x @ Wx + h_prev @ Wh + b)
         self.cache = (x, h_prev, h)
         return h
@@ -146,7 +147,7 @@ class RNN:
     def backward(self, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Wx, Wh, _ = self.params
         x, h_prev, h = self.cache
-        da = _rnn_step_backward(dh, h)
+        da = _rnn_step_backward(dh.astype(h.dtype, copy=False), h)
         self.grads[0][...] = x.T @ da
         self.grads[1][...] = h_prev.T @ da
         self.grads[2][...] = da.sum(axis=0)
@@ -173,6 +174,9 @@ class LSTM:
     ) -> tuple[np.ndarray, np.ndarray]:
         Wx, Wh, b = self.params
         _check_step_inputs("LSTM.forward", x, Wx.shape[0], Wh.shape[0], h_prev, c_prev)
+        dtype = Wx.dtype  # a float64 x, h_prev or c_prev would promote every product
+        x, h_prev = x.astype(dtype, copy=False), h_prev.astype(dtype, copy=False)
+        c_prev = c_prev.astype(dtype, copy=False)
         h, c, gates = _lstm_step(x @ Wx + h_prev @ Wh + b, c_prev)
         self.cache = (x, h_prev, c_prev, gates)
         return h, c
@@ -181,6 +185,7 @@ class LSTM:
         Wx, Wh, b = self.params
         x, h_prev, c_prev, gates = self.cache
         da = np.empty((x.shape[0], b.shape[0]), dtype=b.dtype)
+        dh, dc = dh.astype(b.dtype, copy=False), dc.astype(b.dtype, copy=False)
         dc_prev = _lstm_step_backward(dh, dc, c_prev, gates, da)
         self.grads[0][...] = x.T @ da
         self.grads[1][...] = h_prev.T @ da
@@ -207,6 +212,7 @@ class GRU:
     def forward(self, x: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
         Wx, Wh, b = self.params
         _check_step_inputs("GRU.forward", x, Wx.shape[0], Wh.shape[0], h_prev)
+        x, h_prev = x.astype(Wx.dtype, copy=False), h_prev.astype(Wx.dtype, copy=False)
         h, step = _gru_step(x @ Wx + b, h_prev, Wh)
         self.cache = (x, h_prev, step)
         return h
@@ -216,7 +222,7 @@ class GRU:
         x, h_prev, step = self.cache
         H = Wh.shape[0]
         da = np.empty((x.shape[0], 3 * H), dtype=b.dtype)
-        dh_prev = _gru_step_backward(dh, h_prev, Wh, step, da)
+        dh_prev = _gru_step_backward(dh.astype(b.dtype, copy=False), h_prev, Wh, step, da)
         self.grads[0][...] = x.T @ da
         self.grads[1][:, : 2 * H] = h_prev.T @ da[:, : 2 * H]
         self.grads[1][:, 2 * H :] = step[2].T @ da[:, 2 * H :]
@@ -384,6 +390,7 @@ class TimeLSTM(_TimeRecurrent):
         H = Wh.shape[0]
         if dhs.shape != (N, T, H):
             raise _shape_error("TimeLSTM.backward", "dhs", str((N, T, H)), dhs.shape)
+        dhs = dhs.astype(zs.dtype, copy=False)  # keeps dh, dc in the params' dtype
         # Everything that does not depend on the recurrence, for all steps at once: with
         # ds = dc + dh * o * (1 - tanh_c^2) the gradient reaching c, the pre-activation gradient
         # of blocks f, g, i is ds times coef[:, :, :3], and of block o dh times coef[:, :, 3].
@@ -448,6 +455,7 @@ class TimeGRU(_TimeRecurrent):
         H = Wh.shape[0]
         if dhs.shape != hs.shape:
             raise _shape_error("TimeGRU.backward", "dhs", str(hs.shape), dhs.shape)
+        dhs = dhs.astype(hs.dtype, copy=False)  # keeps dh in the params' dtype
         da = np.empty((N, T, 3 * H), dtype=b.dtype)
         dh = np.zeros_like(h0)
         for t in reversed(range(T)):

@@ -150,7 +150,7 @@ class Encoder:
         return self._encode(xs)[:, -1, :].copy()
 
     def backward(self, dh: np.ndarray) -> None:
-        dhs = np.zeros(self.hs_shape, dtype=dh.dtype)
+        dhs = np.zeros(self.hs_shape, dtype=self.lstm.params[0].dtype)
         dhs[:, -1, :] = dh
         self.embed.backward(self.lstm.backward(dhs))
         return None
@@ -275,7 +275,7 @@ class PeekyDecoder:
     def _start(self, where: str, h: np.ndarray, N: int | None) -> None:
         _check_state(where, "h", h, (N, self.hidden_size), "(N, H)")
         self.lstm.set_state(h)
-        self.peeky_h = h
+        self.peeky_h = h.astype(self.lstm.params[0].dtype, copy=False)  # concatenated below
 
     def _step(self, ids: np.ndarray) -> np.ndarray:
         N, T = ids.shape
@@ -357,7 +357,7 @@ class AttentionDecoder:
     def _start(self, where: str, enc_hs: np.ndarray, N: int | None) -> None:
         _check_state(where, "enc_hs", enc_hs, (N, None, self.hidden_size), "(N, Te, H)")
         self.lstm.set_state(enc_hs[:, -1])
-        self.enc_hs = enc_hs
+        self.enc_hs = enc_hs.astype(self.lstm.params[0].dtype, copy=False)  # attention follows it
 
     def _step(self, ids: np.ndarray) -> np.ndarray:
         dec_hs = self.lstm.forward(self.embed.forward(ids))

@@ -61,11 +61,12 @@ class TimeAffine:
         W, b = self.params
         if xs.ndim != 3 or xs.shape[2] != W.shape[0]:
             raise _shape_error("TimeAffine.forward", "xs", f"(N, T, {W.shape[0]})", xs.shape)
-        self.xs = xs
+        self.xs = xs = xs.astype(W.dtype, copy=False)  # xs @ W would follow a float64 xs
         return xs @ W + b
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         W, _ = self.params
+        dout = dout.astype(W.dtype, copy=False)
         N, T, D = self.xs.shape
         dout2 = dout.reshape(N * T, -1)
         self.grads[0][...] = self.xs.reshape(N * T, D).T @ dout2
@@ -78,7 +79,8 @@ class TimeSoftmaxWithLoss:
 
     Labels equal to ``ignore_label`` (padding) add nothing to the loss or the gradient. A batch
     whose labels are all ignored raises ValueError: its mean loss is 0 / 0. Unlike the book,
-    backward leaves its cache alone, so a second backward returns the same dxs.
+    backward leaves its cache alone, so a second backward returns the same dxs. No params:
+    computes in the dtype of xs.
     forward: xs (N, T, V) scores, ts (N, T) integer labels -> loss (scalar of xs's dtype)
     backward: dout=1 -> dxs (N, T, V)
     """

@@ -6,11 +6,13 @@ case is checked at fixed sizes and fuzzed as soon as it is registered. The tests
 in ``tests/test_layers_<family>.py``; this module has none.
 """
 
+import copy
+
 import numpy as np
 import pytest
 
 import layers  # noqa: F401  (registers the cases)
-from gradcheck import registered_cases
+from gradcheck import check_layer, registered_cases
 
 FAMILIES = ("basic", "time", "recurrent", "attention", "seq2seq")
 
@@ -38,6 +40,33 @@ def family_cases(name):
 def build(case, dims, seed=0):
     """The case's layer and inputs, built with the sizes of ``dims`` that the case takes."""
     return case.build(seed, **{k: v for k, v in dims.items() if k in case.dims})
+
+
+def build_float32(case, dims, seed=0):
+    """The case's layer with its params, grads and state (h, c) cast to float32, every part
+    included (arrays shared between parts stay shared), and its inputs unchanged (float64)."""
+    layer, inputs = build(case, dims, seed)
+    memo, stack, seen = {}, [layer], set()
+    while stack:
+        part = stack.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        attrs = vars(part)
+        arrays = [*attrs.get("params", ()), *attrs.get("grads", ())]
+        arrays += [attrs[k] for k in ("h", "c") if isinstance(attrs.get(k), np.ndarray)]
+        memo.update({id(a): a.astype(np.float32) for a in arrays if id(a) not in memo})
+        stack += [v for v in attrs.values() if hasattr(v, "params") and hasattr(v, "__dict__")]
+    return copy.deepcopy(layer, memo), inputs
+
+
+def assert_float32_layer_passes_with_float64_inputs(case, dims):
+    """Check the case's float32 layer (``build_float32``) fed float64 inputs: it must pass
+    every check, "output dtype follows params" included (no silent promotion to float64)."""
+    layer, inputs = build_float32(case, dims)
+    assert all(p.dtype == np.float32 for p in layer.params), [p.dtype for p in layer.params]
+    report = check_layer(layer, *inputs, **case.options)
+    assert report.passed, str(report)
 
 
 def assert_float64_in_place(case):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from gradcheck import assert_layer
 from gradcheck.strategies import layer_cases
 from layers import Attention, AttentionWeight, TimeAttention, WeightSum
-from tests.families import build, family_cases
+from tests.families import assert_float32_layer_passes_with_float64_inputs, build, family_cases
 
 CASES = family_cases("attention")
 # Every dimension different (N >= 2, T >= 3), Te > Td and Te < Td, and the edge N = T = H = 1.
@@ -145,3 +145,8 @@ def test_wrong_input_shape_names_expected_and_received(cls, shape_a, shape_b, ex
 def test_integer_input_is_a_type_error():
     with pytest.raises(TypeError, match="float ndarray"):
         TimeAttention().forward(np.zeros((2, 4, 3), dtype=int), np.zeros((2, 5, 3)))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
+    assert_float32_layer_passes_with_float64_inputs(case, DIMS[0].values[0])

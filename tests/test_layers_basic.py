@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from gradcheck import assert_layer
 from gradcheck.strategies import layer_cases
 from layers import Affine, Dropout, Embedding, MatMul, ReLU, Sigmoid, Softmax, SoftmaxWithLoss
-from tests.families import SHAPES, assert_float64_in_place, build, family_cases
+from tests.families import (
+    GENERAL,
+    SHAPES,
+    assert_float32_layer_passes_with_float64_inputs,
+    assert_float64_in_place,
+    build,
+    family_cases,
+)
 
 CASES = family_cases("basic")
 
@@ -124,3 +131,8 @@ def test_dropout_in_eval_mode_is_the_identity():
 def test_dropout_rejects_a_ratio_outside_0_1():
     with pytest.raises(ValueError, match=r"dropout_ratio=1\.0 must be in \[0, 1\)"):
         Dropout(1.0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
+    assert_float32_layer_passes_with_float64_inputs(case, GENERAL)

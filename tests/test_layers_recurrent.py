@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from gradcheck import assert_layer
 from gradcheck.strategies import layer_cases
 from layers import GRU, LSTM, RNN, TimeBiLSTM, TimeGRU, TimeLSTM, TimeRNN
-from tests.families import SHAPES, assert_float64_in_place, build, family_cases
+from tests.families import (
+    GENERAL,
+    SHAPES,
+    assert_float32_layer_passes_with_float64_inputs,
+    assert_float64_in_place,
+    build,
+    family_cases,
+)
 
 CASES = family_cases("recurrent")
 # (class, gates, cell) for the three unrolled layers and their step cells.
@@ -297,3 +304,8 @@ def test_time_layer_matches_torch_with_the_same_weights(cls, gates):
     np.testing.assert_allclose(layer.dh, h_t.grad.numpy()[0], **tol)
     if cls is TimeLSTM:
         np.testing.assert_allclose(layer.dc, c_t.grad.numpy()[0], **tol)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
+    assert_float32_layer_passes_with_float64_inputs(case, GENERAL)

@@ -27,7 +27,7 @@ from layers import (
     PeekySeq2seq,
     Seq2seq,
 )
-from tests.families import build, family_cases
+from tests.families import assert_float32_layer_passes_with_float64_inputs, build, family_cases
 
 CASES = family_cases("seq2seq")
 MODELS = [Seq2seq, PeekySeq2seq, AttentionSeq2seq]
@@ -415,3 +415,8 @@ def test_float32_model_passes_the_checker_at_default_options(cls):
 def test_constructor_rejects_an_integer_dtype():
     with pytest.raises(ValueError, match="dtype"):
         AttentionSeq2seq(7, 4, 6, dtype=np.int32)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
+    assert_float32_layer_passes_with_float64_inputs(case, DIMS[0].values[0])

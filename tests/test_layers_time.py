@@ -21,7 +21,14 @@ from layers import (
     TimeEmbedding,
     TimeSoftmaxWithLoss,
 )
-from tests.families import SHAPES, assert_float64_in_place, build, family_cases
+from tests.families import (
+    GENERAL,
+    SHAPES,
+    assert_float32_layer_passes_with_float64_inputs,
+    assert_float64_in_place,
+    build,
+    family_cases,
+)
 
 CASES = family_cases("time")
 
@@ -134,3 +141,8 @@ def test_time_embedding_adds_repeated_ids_across_steps():
 def test_wrong_input_shape_names_expected_and_received(layer, args, expected):
     with pytest.raises(ValueError, match=expected):
         layer.forward(*args)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
+    assert_float32_layer_passes_with_float64_inputs(case, GENERAL)
