@@ -25,6 +25,22 @@ def _shape_error(where: str, name: str, expected: str, got: tuple[int, ...]) -> 
     return ValueError(f"{where}: {name} must have shape {expected}, got {tuple(got)}")
 
 
+def _range_error(
+    where: str, name: str, values: np.ndarray, V: int, *, ignore_label: int | None = None
+) -> ValueError:
+    """Name the first element of the integer array ``values`` outside [0, V) (that is not
+    ``ignore_label``), its position and the valid range. Called once a cheap min/max failed."""
+    bad = (values < 0) | (values >= V)
+    if ignore_label is not None:
+        bad &= values != ignore_label
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    also = "" if ignore_label is None else f" or ignore_label={ignore_label}"
+    return ValueError(
+        f"{where}: {name}{list(index)} = {values[index]} is out of range; every value of {name} "
+        f"must be in [0, {V}){also}"
+    )
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     # The tanh form never overflows (1 / (1 + exp(-x)) warns for x < -709) and keeps x's dtype.
     return 0.5 * np.tanh(0.5 * x) + 0.5
@@ -157,7 +173,7 @@ class SoftmaxWithLoss:
 
     The loss is computed from the log-softmax, so it needs no epsilon inside the log and its
     gradient (y - onehot(t)) / N is exact. No params: computes in the dtype of x.
-    forward: x (N, V) scores, t (N,) integer labels -> loss (scalar of x's dtype)
+    forward: x (N, V) scores, t (N,) integer labels in [0, V) -> loss (scalar of x's dtype)
     backward: dout=1 -> dx (N, V)
     """
 
@@ -173,7 +189,9 @@ class SoftmaxWithLoss:
             raise _shape_error("SoftmaxWithLoss.forward", "t", f"({x.shape[0]},)", t.shape)
         if t.dtype.kind not in "iu":
             raise TypeError(f"SoftmaxWithLoss.forward: t must hold integer labels, got {t.dtype}")
-        N = x.shape[0]
+        N, V = x.shape
+        if N and (t.min() < 0 or t.max() >= V):  # x[-1] would silently be the last class
+            raise _range_error("SoftmaxWithLoss.forward", "t", t, V)
         shifted = x - x.max(axis=1, keepdims=True)
         e = np.exp(shifted)
         total = e.sum(axis=1, keepdims=True)
@@ -194,7 +212,7 @@ class Embedding:
     """Row lookup W[idx]; backward scatters dout into dW, summing rows for repeated ids.
 
     Params: W (V, D).
-    forward: idx (integer array, any shape S) -> out (S + (D,))
+    forward: idx (integer array of ids in [0, V), any shape S) -> out (S + (D,))
     backward: dout (S + (D,)) -> None (ids have no gradient)
     """
 
@@ -207,8 +225,11 @@ class Embedding:
     def forward(self, idx: np.ndarray) -> np.ndarray:
         if idx.dtype.kind not in "iu":
             raise TypeError(f"Embedding.forward: idx must hold integer ids, got {idx.dtype}")
+        W = self.params[0]
+        if idx.size and (idx.min() < 0 or idx.max() >= W.shape[0]):  # W[-1] is the last row
+            raise _range_error("Embedding.forward", "idx", idx, W.shape[0])
         self.idx = idx
-        return self.params[0][idx]
+        return W[idx]
 
     def backward(self, dout: np.ndarray) -> None:
         dW = self.grads[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from layers.basic import Dropout, _shape_error
+from layers.basic import Dropout, _range_error, _shape_error
 
 __all__ = ["TimeAffine", "TimeDropout", "TimeEmbedding", "TimeSoftmaxWithLoss"]
 
@@ -18,7 +18,7 @@ class TimeEmbedding:
     """Embedding lookup for every token of every sequence; W is shared across time.
 
     Params: W (V, D).
-    forward: xs (N, T) integer ids -> out (N, T, D)
+    forward: xs (N, T) integer ids in [0, V) -> out (N, T, D)
     backward: dout (N, T, D) -> None (ids have no gradient)
     """
 
@@ -33,8 +33,11 @@ class TimeEmbedding:
             raise _shape_error("TimeEmbedding.forward", "xs", "(N, T)", xs.shape)
         if xs.dtype.kind not in "iu":
             raise TypeError(f"TimeEmbedding.forward: xs must hold integer ids, got {xs.dtype}")
+        W = self.params[0]
+        if xs.size and (xs.min() < 0 or xs.max() >= W.shape[0]):  # W[-1] is the last row
+            raise _range_error("TimeEmbedding.forward", "xs", xs, W.shape[0])
         self.xs = xs
-        return self.params[0][xs]
+        return W[xs]
 
     def backward(self, dout: np.ndarray) -> None:
         dW = self.grads[0]
@@ -81,7 +84,8 @@ class TimeSoftmaxWithLoss:
     whose labels are all ignored raises ValueError: its mean loss is 0 / 0. Unlike the book,
     backward leaves its cache alone, so a second backward returns the same dxs. No params:
     computes in the dtype of xs.
-    forward: xs (N, T, V) scores, ts (N, T) integer labels -> loss (scalar of xs's dtype)
+    forward: xs (N, T, V) scores, ts (N, T) labels in [0, V) or ignore_label -> loss (scalar
+    of xs's dtype)
     backward: dout=1 -> dxs (N, T, V)
     """
 
@@ -111,6 +115,10 @@ class TimeSoftmaxWithLoss:
                 "batches or give at least one real label"
             )
         t = np.where(mask, t, 0)  # any valid column; masked out below
+        if t.min() < 0 or t.max() >= V:  # -2 would silently be class V - 2
+            raise _range_error(
+                "TimeSoftmaxWithLoss.forward", "ts", ts, V, ignore_label=self.ignore_label
+            )
         shifted = x - x.max(axis=1, keepdims=True)
         e = np.exp(shifted)
         total = e.sum(axis=1, keepdims=True)

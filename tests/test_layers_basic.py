@@ -136,3 +136,45 @@ def test_dropout_rejects_a_ratio_outside_0_1():
 @pytest.mark.parametrize("case", CASES)
 def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
     assert_float32_layer_passes_with_float64_inputs(case, GENERAL)
+
+
+@pytest.mark.parametrize(
+    ("layer", "args", "expected"),
+    [
+        pytest.param(
+            SoftmaxWithLoss(),
+            (np.ones((2, 3)), np.array([0, -1])),
+            r"t\[1\] = -1 is out of range; every value of t must be in \[0, 3\)",
+            id="SoftmaxWithLoss-negative",
+        ),
+        pytest.param(
+            SoftmaxWithLoss(),
+            (np.ones((2, 3)), np.array([3, 1])),
+            r"t\[0\] = 3 is out of range; every value of t must be in \[0, 3\)",
+            id="SoftmaxWithLoss-V",
+        ),
+        pytest.param(
+            Embedding(np.ones((4, 2))),
+            (np.array([[0, 1], [2, -1]]),),
+            r"idx\[1, 1\] = -1 is out of range; every value of idx must be in \[0, 4\)",
+            id="Embedding-negative",
+        ),
+        pytest.param(
+            Embedding(np.ones((4, 2))),
+            (np.array([0, 4]),),
+            r"idx\[1\] = 4 is out of range; every value of idx must be in \[0, 4\)",
+            id="Embedding-V",
+        ),
+    ],
+)
+def test_label_or_id_out_of_range_names_position_value_and_range(layer, args, expected):
+    with pytest.raises(ValueError, match=expected):
+        layer.forward(*args)
+
+
+def test_labels_and_ids_at_both_ends_of_the_range_are_accepted():
+    x = np.arange(6.0).reshape(2, 3)
+    loss = SoftmaxWithLoss().forward(x, np.array([0, 2]))
+    np.testing.assert_allclose(loss, -(x[0, 0] + x[1, 2]) / 2 + np.log(np.exp(x).sum(1)).mean())
+    W = np.arange(8.0).reshape(4, 2)
+    np.testing.assert_array_equal(Embedding(W).forward(np.array([0, 3], np.uint8)), W[[0, 3]])

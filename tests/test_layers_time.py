@@ -146,3 +146,48 @@ def test_wrong_input_shape_names_expected_and_received(layer, args, expected):
 @pytest.mark.parametrize("case", CASES)
 def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
     assert_float32_layer_passes_with_float64_inputs(case, GENERAL)
+
+
+@pytest.mark.parametrize(
+    ("layer", "args", "expected"),
+    [
+        pytest.param(
+            TimeSoftmaxWithLoss(ignore_label=-1),
+            (np.ones((2, 2, 4)), np.array([[0, -1], [-2, 1]])),
+            r"ts\[1, 0\] = -2 is out of range; every value of ts must be in \[0, 4\) or "
+            r"ignore_label=-1",
+            id="TimeSoftmaxWithLoss-below-ignore_label",
+        ),
+        pytest.param(
+            TimeSoftmaxWithLoss(),
+            (np.ones((2, 2, 4)), np.array([[0, 1], [2, 4]])),
+            r"ts\[1, 1\] = 4 is out of range",
+            id="TimeSoftmaxWithLoss-V",
+        ),
+        pytest.param(
+            TimeEmbedding(np.ones((4, 2))),
+            (np.array([[0, 1], [-1, 2]]),),
+            r"xs\[1, 0\] = -1 is out of range; every value of xs must be in \[0, 4\)",
+            id="TimeEmbedding-negative",
+        ),
+        pytest.param(
+            TimeEmbedding(np.ones((4, 2))),
+            (np.array([[0, 4]]),),
+            r"xs\[0, 1\] = 4 is out of range; every value of xs must be in \[0, 4\)",
+            id="TimeEmbedding-V",
+        ),
+    ],
+)
+def test_label_or_id_out_of_range_names_position_value_and_range(layer, args, expected):
+    with pytest.raises(ValueError, match=expected):
+        layer.forward(*args)
+
+
+def test_labels_at_both_ends_and_the_ignore_label_are_accepted():
+    xs, _ = _scores_and_labels(N=1, T=3, V=4)
+    ts = np.array([[0, -1, 3]])
+    loss = TimeSoftmaxWithLoss().forward(xs, ts)
+    keep = ts != -1
+    np.testing.assert_allclose(loss, SoftmaxWithLoss().forward(xs[keep], ts[keep]), rtol=1e-14)
+    W = np.arange(8.0).reshape(4, 2)
+    np.testing.assert_array_equal(TimeEmbedding(W).forward(np.array([[3, 0]])), W[[[3, 0]]])
