@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck import contract
-from gradcheck.numerical import uniform_direction
+from gradcheck.numerical import directional_derivative, dot, uniform_direction
 
 __all__ = ["Harness", "Target", "directions", "unfreeze"]
 
@@ -430,7 +430,8 @@ class Harness:
     def _probe_precision(self) -> None:
         """Is the float64 copy really computing in float64? Along one random direction, the
         derivative at step eps and at step eps/100 agree to rounding in float64; a layer that
-        rounds to float32 inside gives rounding noise (or a flat zero) at the small step.
+        rounds to float32 inside gives rounding noise at the small step, or a loss flat at
+        both steps where the analytic ``<grad, v>`` is not.
         The direction moves the float inputs and initial state (or, with none, the first
         parameter, which feeds everything after it). 4 forwards; sets ``float32_inside``."""
         targets = [
@@ -438,33 +439,36 @@ class Harness:
             for t in self.targets()
             if t.array.size and id(t.array) not in self.facts["mutated_by_forward"]
         ]
-        arrays = [t.array for t in targets if not t.is_param] or [
-            t.array for t in targets if t.is_param
-        ][:1]
-        if not arrays:
+        targets = [t for t in targets if not t.is_param] or [t for t in targets if t.is_param][:1]
+        if not targets:
             return
-        saved = [a.copy() for a in arrays]
-        seeds = self.rng.integers(2**63, size=len(arrays))
-
-        def loss_at(step: float) -> float:
-            for a, a0, v in zip(arrays, saved, directions(seeds, None, arrays), strict=True):
-                np.add(a0, step * v, out=a)
-            return self.evaluate()
-
+        arrays = [t.array for t in targets]
+        v = list(directions(self.rng.integers(2**63, size=len(arrays)), None, arrays))
         eps = self.settings["eps"]
-        try:
-            big = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
-            small = (loss_at(eps / 100) - loss_at(-eps / 100)) / (2 * eps / 100)
-        finally:
-            for a, a0 in zip(arrays, saved, strict=True):
-                np.copyto(a, a0)
+        big, small = (
+            float(
+                directional_derivative(self.evaluate, arrays, [v], eps=step, f0=self.L0).central[0]
+            )
+            for step in (eps, eps / 100)
+        )
+        message = None
         if abs(small - big) > 1e-2 * abs(big) + 1e3 * self.noise:
-            self.float32_inside = True
             message = (
                 "the float64 copy computes in float32 (or coarser) inside: along a random "
                 f"direction the loss's derivative is {big:.6g} at step {eps:g} but {small:.6g} "
                 f"at step {eps / 100:g}; look for float32 buffers or astype(np.float32)"
             )
+        elif big == small == 0:
+            analytic = _analytic_along(targets, v)
+            if analytic is not None and abs(analytic) > 1e3 * self.noise + self.settings["atol"]:
+                message = (
+                    "the float64 copy computes in float32 (or coarser) inside: along a random "
+                    f"direction the loss does not change at all at step {eps:g} nor "
+                    f"{eps / 100:g}, though <analytic gradient, v> = {analytic:.6g}; look for "
+                    "float32 buffers or astype(np.float32)"
+                )
+        if message is not None:
+            self.float32_inside = True
             self.facts["precision"] = message
             self.notes.append(message)
 
@@ -626,6 +630,18 @@ def directions(
         v = uniform_direction(int(seed), size)
         yield v
         v = None  # (so that drawing the next one does not keep two alive)
+
+
+def _analytic_along(targets: list[Target], v: list[np.ndarray]) -> float | None:
+    """<analytic gradient, v> over the targets, or None when a gradient is missing or unusable
+    (the gradient checks report that)."""
+    total = 0.0
+    for t, u in zip(targets, v, strict=True):
+        g = t.analytic()
+        if not isinstance(g, np.ndarray) or g.shape != u.shape or not np.all(np.isfinite(g)):
+            return None
+        total += dot(g.astype(np.float64, copy=False), u)
+    return total
 
 
 def _digest(out: Any) -> list[tuple[Any, ...]]:

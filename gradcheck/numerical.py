@@ -19,7 +19,7 @@ is right. They cost nothing beyond one shared evaluation ``f0 = f()``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,8 +100,8 @@ def numerical_gradient(
 
 def directional_derivative(
     f: Callable[[], float],
-    x: np.ndarray,
-    directions: Iterable[np.ndarray],
+    x: np.ndarray | Sequence[np.ndarray],
+    directions: Iterable[np.ndarray | Sequence[np.ndarray]],
     *,
     eps: float = 1e-6,
     f0: float | None = None,
@@ -110,44 +110,55 @@ def directional_derivative(
     numerical ``<grad f, v>``, perturbing ``x`` in place (``x = x0 + eps * v``) and restoring it
     exactly from one saved copy. ``directions`` may be a generator (one ``v`` alive at a time)
     of any float dtype (float32 directions halve the memory; the step is formed in float64).
+    ``x`` may also be a list of arrays moved together (say, several inputs of one function);
+    each ``v`` is then a list of arrays of their shapes.
 
     (x: shape S, each v: shape S) -> central, left, right: (K,)
     """
-    if x.dtype != np.float64:
-        raise TypeError(f"x.dtype={x.dtype} must be float64; perturb a float64 copy")
+    single = isinstance(x, np.ndarray)
+    xs = [x] if single else list(x)
+    for a in xs:
+        if a.dtype != np.float64:
+            raise TypeError(f"x.dtype={a.dtype} must be float64; perturb a float64 copy")
     if not eps > 0:
         raise ValueError(f"eps={eps} must be > 0; try eps=1e-6")
     evaluations = 0
     if f0 is None:
         f0 = float(f())
         evaluations += 1
-    saved = x.copy()
+    saved = [a.copy() for a in xs]
     central: list[float] = []
     left: list[float] = []
     right: list[float] = []
     try:
         for v in directions:
-            v = np.asarray(v)
-            if v.shape != x.shape or v.dtype.kind != "f":
+            vs = [np.asarray(v)] if single else [np.asarray(u) for u in v]
+            if len(vs) != len(xs) or any(
+                u.shape != a.shape or u.dtype.kind != "f" for u, a in zip(vs, xs, strict=False)
+            ):
                 raise ValueError(
-                    f"direction of shape {v.shape} and dtype {v.dtype} must be a float array "
-                    f"of x.shape={x.shape}"
+                    f"direction of shapes {[u.shape for u in vs]} and dtypes "
+                    f"{[str(u.dtype) for u in vs]} must be float arrays of the shapes of x, "
+                    f"{[a.shape for a in xs]}"
                 )
             for sign in (1.0, -1.0):  # x = x0 +- eps * v, in x itself: no temporaries
-                x[...] = v
-                x *= sign * eps
-                x += saved
+                for a, u, a0 in zip(xs, vs, saved, strict=True):
+                    a[...] = u
+                    a *= sign * eps
+                    a += a0
                 if sign > 0:
                     f_plus = float(f())
                 else:
                     f_minus = float(f())
-            np.copyto(x, saved)
-            v = None  # before the generator draws the next one
+            for a, a0 in zip(xs, saved, strict=True):
+                np.copyto(a, a0)
+            v = vs = u = None  # before the generator draws the next one
             central.append((f_plus - f_minus) / (2 * eps))
             right.append((f_plus - f0) / eps)
             left.append((f0 - f_minus) / eps)
     finally:
-        np.copyto(x, saved)
+        for a, a0 in zip(xs, saved, strict=True):
+            np.copyto(a, a0)
     K = len(central)
     return Differences(
         np.array(central), np.array(left), np.array(right), None, evaluations + 2 * K

@@ -894,3 +894,31 @@ def test_report_without_contract_does_not_claim_the_contract_holds(rng):
     head = str(check_layer(layer, x, contract=False)).splitlines()[0]
     assert "contract not checked" in head and "contract hold" not in head
     assert "gradients and contract hold" in str(check_layer(layer, x)).splitlines()[0]
+
+
+class ShiftBy1000:
+    """x + 1000, elementwise. forward: x (any shape) -> (same)."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+
+    def forward(self, x):
+        return x + 1000.0
+
+    def backward(self, dout):
+        return dout.copy()
+
+
+class ShiftBy1000InFloat32(ShiftBy1000):
+    """x + 1000 rounded to float32: a step of 1e-6 in x is lost in the rounding (ulp 6e-5)."""
+
+    def forward(self, x):
+        return (x + 1000.0).astype(np.float32).astype(x.dtype)  # BUG
+
+
+def test_float32_inside_is_noted_when_the_loss_is_flat_at_both_steps():
+    x = np.array([[0.25, -1.5, 2.0], [3.0, -0.75, 0.5]])  # x + 1000 exact in float32
+    report = check_layer(ShiftBy1000InFloat32(), x)
+    assert not report.passed
+    assert any("does not change at all" in note for note in report.notes), report
+    assert check_layer(ShiftBy1000(), x).passed  # the twin

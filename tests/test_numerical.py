@@ -92,3 +92,16 @@ def test_uniform_direction_is_reproducible_float32_in_range_and_seed_dependent()
     assert a.min() >= -1 and a.max() < 1
     big = uniform_direction(2**63 + 5, 100_000)  # seeds up to 2**64 (drawn as 63-bit ints)
     assert abs(float(big.mean())) < 0.01 and 0.32 < float(big.var()) < 0.35  # var 1/3
+
+
+def test_directional_derivative_moves_several_arrays_together():
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal(3), rng.standard_normal((2, 2))
+    before = (x.copy(), y.copy())
+    v = [rng.standard_normal(3), rng.standard_normal((2, 2)).astype(np.float32)]
+    d = directional_derivative(lambda: float(np.sum(x**2) * np.sum(np.sin(y))), [x, y], [v])
+    expect = np.vdot(2 * x * np.sum(np.sin(y)), v[0]) + np.vdot(np.sum(x**2) * np.cos(y), v[1])
+    assert d.central[0] == pytest.approx(expect, rel=1e-7)
+    assert np.array_equal(x, before[0]) and np.array_equal(y, before[1])
+    with pytest.raises(ValueError, match="must be float arrays of the shapes of x"):
+        directional_derivative(lambda: 0.0, [x, y], [[v[0]]])
