@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from layers.basic import Softmax
+from layers.basic import Softmax, _no_forward
 
 __all__ = ["Attention", "AttentionWeight", "TimeAttention", "WeightSum"]
 
@@ -62,6 +62,8 @@ class AttentionWeight:
         return self.softmax.forward(np.matmul(hs, h[:, :, None])[:, :, 0])  # (N, T)
 
     def backward(self, da: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.cache is None:
+            raise _no_forward("AttentionWeight.backward")
         hs, h = self.cache
         ds = self.softmax.backward(da)  # (N, T)
         dhs = ds[:, :, None] * h[:, None, :]
@@ -92,6 +94,8 @@ class WeightSum:
         return np.matmul(a[:, None, :], hs)[:, 0]
 
     def backward(self, dc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.cache is None:
+            raise _no_forward("WeightSum.backward")
         hs, a = self.cache
         dhs = a[:, :, None] * dc[:, None, :]
         da = np.matmul(hs, dc[:, :, None])[:, :, 0]
@@ -120,6 +124,8 @@ class Attention:
         return self.weight_sum_layer.forward(hs, a)
 
     def backward(self, dc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.attention_weight is None:
+            raise _no_forward("Attention.backward")
         dhs_sum, da = self.weight_sum_layer.backward(dc)
         dhs_weight, dh = self.attention_weight_layer.backward(da)
         return dhs_sum + dhs_weight, dh
@@ -154,6 +160,8 @@ class TimeAttention:
         return np.matmul(a, hs_enc)
 
     def backward(self, dcs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.cache is None:
+            raise _no_forward("TimeAttention.backward")
         hs_enc, hs_dec = self.cache
         a = self.softmax.out
         da = np.matmul(dcs, hs_enc.transpose(0, 2, 1))  # (N, Td, Te)

@@ -25,6 +25,10 @@ def _shape_error(where: str, name: str, expected: str, got: tuple[int, ...]) -> 
     return ValueError(f"{where}: {name} must have shape {expected}, got {tuple(got)}")
 
 
+def _no_forward(where: str) -> RuntimeError:
+    return RuntimeError(f"{where}: call forward before backward (no forward has run yet)")
+
+
 def _range_error(
     where: str, name: str, values: np.ndarray, V: int, *, ignore_label: int | None = None
 ) -> ValueError:
@@ -68,6 +72,8 @@ class MatMul:
         return x @ W
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.x is None:
+            raise _no_forward("MatMul.backward")
         (W,) = self.params
         dout = dout.astype(W.dtype, copy=False)
         self.grads[0][...] = self.x.T @ dout
@@ -96,6 +102,8 @@ class Affine:
         return x @ W + b
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.x is None:
+            raise _no_forward("Affine.backward")
         W, _ = self.params
         dout = dout.astype(W.dtype, copy=False)
         self.grads[0][...] = self.x.T @ dout
@@ -121,6 +129,8 @@ class Sigmoid:
         return self.out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.out is None:
+            raise _no_forward("Sigmoid.backward")
         return dout * (1.0 - self.out) * self.out
 
 
@@ -142,6 +152,8 @@ class ReLU:
         return x * self.mask
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.mask is None:
+            raise _no_forward("ReLU.backward")
         return dout * self.mask
 
 
@@ -164,6 +176,8 @@ class Softmax:
         return self.out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.out is None:
+            raise _no_forward("Softmax.backward")
         y = self.out
         return y * (dout - (dout * y).sum(axis=-1, keepdims=True))
 
@@ -201,6 +215,8 @@ class SoftmaxWithLoss:
         return -log_p.sum() / N
 
     def backward(self, dout=1) -> np.ndarray:
+        if self.t is None:
+            raise _no_forward("SoftmaxWithLoss.backward")
         N = self.t.shape[0]
         dx = self.y.copy()  # the cache stays intact: a second backward gives the same dx
         dx[np.arange(N), self.t] -= 1
@@ -232,6 +248,8 @@ class Embedding:
         return W[idx]
 
     def backward(self, dout: np.ndarray) -> None:
+        if self.idx is None:
+            raise _no_forward("Embedding.backward")
         dW = self.grads[0]
         dW[...] = 0
         np.add.at(dW, self.idx, dout)  # dW[idx] += dout would drop repeated ids
@@ -263,9 +281,11 @@ class Dropout:
         self.dropout_ratio = dropout_ratio
         self.rng = np.random.default_rng(rng)
         self.train = train
-        self.mask = None
+        self.mask = None  # None in evaluation mode: backward is the identity
+        self.shape = None  # of the last forward's x
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        self.shape = x.shape
         if not self.train:
             self.mask = None
             return x.copy()
@@ -274,6 +294,8 @@ class Dropout:
         return x * self.mask
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.shape is None:
+            raise _no_forward(f"{type(self).__name__}.backward")
         if self.mask is None:
             return dout.copy()
         return dout * self.mask

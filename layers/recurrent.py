@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from layers.basic import _shape_error, _sigmoid
+from layers.basic import _no_forward, _shape_error, _sigmoid
 
 __all__ = ["GRU", "LSTM", "RNN", "TimeBiLSTM", "TimeGRU", "TimeLSTM", "TimeRNN"]
 
@@ -145,6 +145,8 @@ class RNN:
         return h
 
     def backward(self, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.cache is None:
+            raise _no_forward("RNN.backward")
         Wx, Wh, _ = self.params
         x, h_prev, h = self.cache
         da = _rnn_step_backward(dh.astype(h.dtype, copy=False), h)
@@ -182,6 +184,8 @@ class LSTM:
         return h, c
 
     def backward(self, dh: np.ndarray, dc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.cache is None:
+            raise _no_forward("LSTM.backward")
         Wx, Wh, b = self.params
         x, h_prev, c_prev, gates = self.cache
         da = np.empty((x.shape[0], b.shape[0]), dtype=b.dtype)
@@ -218,6 +222,8 @@ class GRU:
         return h
 
     def backward(self, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.cache is None:
+            raise _no_forward("GRU.backward")
         Wx, Wh, b = self.params
         x, h_prev, step = self.cache
         H = Wh.shape[0]
@@ -317,6 +323,8 @@ class TimeRNN(_TimeRecurrent):
         return hs
 
     def backward(self, dhs: np.ndarray) -> np.ndarray:
+        if self.cache is None:
+            raise _no_forward("TimeRNN.backward")
         Wx, Wh, _ = self.params
         xs, h0, hs = self.cache
         N, T, D = xs.shape
@@ -384,6 +392,8 @@ class TimeLSTM(_TimeRecurrent):
         return hs[1:].transpose(1, 0, 2).copy()
 
     def backward(self, dhs: np.ndarray) -> np.ndarray:
+        if self.cache is None:
+            raise _no_forward("TimeLSTM.backward")
         Wx, Wh, _ = self.params
         xs, hs, cs, zs, tanh_cs = self.cache
         N, T, D = xs.shape
@@ -449,6 +459,8 @@ class TimeGRU(_TimeRecurrent):
         return hs
 
     def backward(self, dhs: np.ndarray) -> np.ndarray:
+        if self.cache is None:
+            raise _no_forward("TimeGRU.backward")
         Wx, Wh, b = self.params
         xs, h0, hs, steps = self.cache
         N, T, D = xs.shape
@@ -506,6 +518,8 @@ class TimeBiLSTM:
         return np.concatenate((hs_left, hs_right), axis=2)
 
     def backward(self, dhs: np.ndarray) -> np.ndarray:
+        if self.forward_lstm.cache is None:
+            raise _no_forward("TimeBiLSTM.backward")
         H = self.forward_lstm.params[1].shape[0]
         dxs = self.forward_lstm.backward(dhs[:, :, :H])
         return dxs + self.backward_lstm.backward(dhs[:, ::-1, H:])[:, ::-1]

@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from layers.attention import TimeAttention
+from layers.basic import _no_forward
 from layers.recurrent import TimeLSTM
 from layers.time import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 
@@ -150,6 +151,8 @@ class Encoder:
         return self._encode(xs)[:, -1, :].copy()
 
     def backward(self, dh: np.ndarray) -> None:
+        if self.hs_shape is None:
+            raise _no_forward(f"{type(self).__name__}.backward")
         dhs = np.zeros(self.hs_shape, dtype=self.lstm.params[0].dtype)
         dhs[:, -1, :] = dh
         self.embed.backward(self.lstm.backward(dhs))
@@ -168,6 +171,8 @@ class AttentionEncoder(Encoder):
         return self._encode(xs)
 
     def backward(self, dhs: np.ndarray) -> None:
+        if self.hs_shape is None:
+            raise _no_forward(f"{type(self).__name__}.backward")
         self.embed.backward(self.lstm.backward(dhs))
         return None
 
@@ -222,6 +227,8 @@ class Decoder:
         return self._step(xs)
 
     def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
+        if self.affine.xs is None:
+            raise _no_forward(f"{type(self).__name__}.backward")
         dxs = self.lstm.backward(self.affine.backward(dscores))
         self.embed.backward(dxs)
         return None, self.lstm.dh
@@ -290,6 +297,8 @@ class PeekyDecoder:
         return self._step(xs)
 
     def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
+        if self.affine.xs is None:
+            raise _no_forward(f"{type(self).__name__}.backward")
         H = self.hidden_size
         dout = self.affine.backward(dscores)
         dhs_affine, dout = dout[:, :, :H], dout[:, :, H:]
@@ -373,6 +382,8 @@ class AttentionDecoder:
         return scores
 
     def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
+        if self.affine.xs is None:
+            raise _no_forward(f"{type(self).__name__}.backward")
         H = self.hidden_size
         dout = self.affine.backward(dscores)
         dcs, ddec_hs = dout[:, :, :H], dout[:, :, H:]
@@ -453,6 +464,8 @@ class Seq2seq:
         return self.softmax.forward(scores, ts[:, 1:])
 
     def backward(self, dout=1) -> None:
+        if self.softmax.cache is None:
+            raise _no_forward(f"{type(self).__name__}.backward")
         _, dstate = self.decoder.backward(self.softmax.backward(dout))
         self.encoder.backward(dstate)
         return None

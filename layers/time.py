@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from layers.basic import Dropout, _range_error, _shape_error
+from layers.basic import Dropout, _no_forward, _range_error, _shape_error
 
 __all__ = ["TimeAffine", "TimeDropout", "TimeEmbedding", "TimeSoftmaxWithLoss"]
 
@@ -40,6 +40,8 @@ class TimeEmbedding:
         return W[xs]
 
     def backward(self, dout: np.ndarray) -> None:
+        if self.xs is None:
+            raise _no_forward("TimeEmbedding.backward")
         dW = self.grads[0]
         dW[...] = 0
         np.add.at(dW, self.xs, dout)  # repeated ids (within and across steps) add up
@@ -68,6 +70,8 @@ class TimeAffine:
         return xs @ W + b
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self.xs is None:
+            raise _no_forward("TimeAffine.backward")
         W, _ = self.params
         dout = dout.astype(W.dtype, copy=False)
         N, T, D = self.xs.shape
@@ -128,6 +132,8 @@ class TimeSoftmaxWithLoss:
         return -(log_p * mask).sum() / count
 
     def backward(self, dout=1) -> np.ndarray:
+        if self.cache is None:
+            raise _no_forward("TimeSoftmaxWithLoss.backward")
         t, y, mask, count, shape = self.cache
         dx = y.copy()  # the book edits y in place here, so its second backward is wrong
         dx[np.arange(t.shape[0]), t] -= 1

@@ -69,6 +69,19 @@ def assert_float32_layer_passes_with_float64_inputs(case, dims):
     assert report.passed, str(report)
 
 
+def assert_backward_before_forward_raises(case):
+    """A fresh layer's backward (given douts of the right shapes) raises RuntimeError saying to
+    call forward first, not numpy's error about unpacking None; after a forward it works."""
+    twin, inputs = build(case, GENERAL)
+    out = twin.forward(*inputs)
+    douts = _douts(out if isinstance(out, tuple) else (out,), np.random.default_rng(1))
+    layer, _ = build(case, GENERAL)
+    with pytest.raises(RuntimeError, match=r"\.backward: call forward before backward"):
+        layer.backward(*douts)
+    layer.forward(*inputs)
+    layer.backward(*douts)
+
+
 def assert_float64_in_place(case):
     """Run the case's float64 layer forward and backward at GENERAL sizes and assert that
     outputs, input gradients and grads stay float64 and that backward wrote into the grads

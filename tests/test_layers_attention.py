@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 from gradcheck import assert_layer
 from gradcheck.strategies import layer_cases
 from layers import Attention, AttentionWeight, TimeAttention, WeightSum
-from tests.families import assert_float32_layer_passes_with_float64_inputs, build, family_cases
+from tests.families import (
+    assert_backward_before_forward_raises,
+    assert_float32_layer_passes_with_float64_inputs,
+    build,
+    family_cases,
+)
 
 CASES = family_cases("attention")
 # Every dimension different (N >= 2, T >= 3), Te > Td and Te < Td, and the edge N = T = H = 1.
@@ -150,3 +155,8 @@ def test_integer_input_is_a_type_error():
 @pytest.mark.parametrize("case", CASES)
 def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
     assert_float32_layer_passes_with_float64_inputs(case, DIMS[0].values[0])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_backward_before_any_forward_is_a_runtime_error(case):
+    assert_backward_before_forward_raises(case)

@@ -16,6 +16,7 @@ from layers import Affine, Dropout, Embedding, MatMul, ReLU, Sigmoid, Softmax, S
 from tests.families import (
     GENERAL,
     SHAPES,
+    assert_backward_before_forward_raises,
     assert_float32_layer_passes_with_float64_inputs,
     assert_float64_in_place,
     build,
@@ -178,3 +179,8 @@ def test_labels_and_ids_at_both_ends_of_the_range_are_accepted():
     np.testing.assert_allclose(loss, -(x[0, 0] + x[1, 2]) / 2 + np.log(np.exp(x).sum(1)).mean())
     W = np.arange(8.0).reshape(4, 2)
     np.testing.assert_array_equal(Embedding(W).forward(np.array([0, 3], np.uint8)), W[[0, 3]])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_backward_before_any_forward_is_a_runtime_error(case):
+    assert_backward_before_forward_raises(case)

@@ -16,6 +16,7 @@ from layers import GRU, LSTM, RNN, TimeBiLSTM, TimeGRU, TimeLSTM, TimeRNN
 from tests.families import (
     GENERAL,
     SHAPES,
+    assert_backward_before_forward_raises,
     assert_float32_layer_passes_with_float64_inputs,
     assert_float64_in_place,
     build,
@@ -309,3 +310,8 @@ def test_time_layer_matches_torch_with_the_same_weights(cls, gates):
 @pytest.mark.parametrize("case", CASES)
 def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
     assert_float32_layer_passes_with_float64_inputs(case, GENERAL)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_backward_before_any_forward_is_a_runtime_error(case):
+    assert_backward_before_forward_raises(case)

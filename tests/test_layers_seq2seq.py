@@ -27,7 +27,12 @@ from layers import (
     PeekySeq2seq,
     Seq2seq,
 )
-from tests.families import assert_float32_layer_passes_with_float64_inputs, build, family_cases
+from tests.families import (
+    assert_backward_before_forward_raises,
+    assert_float32_layer_passes_with_float64_inputs,
+    build,
+    family_cases,
+)
 
 CASES = family_cases("seq2seq")
 MODELS = [Seq2seq, PeekySeq2seq, AttentionSeq2seq]
@@ -420,3 +425,8 @@ def test_constructor_rejects_an_integer_dtype():
 @pytest.mark.parametrize("case", CASES)
 def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
     assert_float32_layer_passes_with_float64_inputs(case, DIMS[0].values[0])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_backward_before_any_forward_is_a_runtime_error(case):
+    assert_backward_before_forward_raises(case)

@@ -24,6 +24,7 @@ from layers import (
 from tests.families import (
     GENERAL,
     SHAPES,
+    assert_backward_before_forward_raises,
     assert_float32_layer_passes_with_float64_inputs,
     assert_float64_in_place,
     build,
@@ -191,3 +192,8 @@ def test_labels_at_both_ends_and_the_ignore_label_are_accepted():
     np.testing.assert_allclose(loss, SoftmaxWithLoss().forward(xs[keep], ts[keep]), rtol=1e-14)
     W = np.arange(8.0).reshape(4, 2)
     np.testing.assert_array_equal(TimeEmbedding(W).forward(np.array([[3, 0]])), W[[[3, 0]]])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_backward_before_any_forward_is_a_runtime_error(case):
+    assert_backward_before_forward_raises(case)
