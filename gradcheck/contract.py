@@ -138,7 +138,8 @@ def overwritten(h: Any) -> Entry:
 
 
 def arguments_unmodified(h: Any) -> Entry:
-    """forward and backward leave their arguments (and arrays the caller holds) alone."""
+    """forward and backward leave their arguments (and arrays the caller holds) alone, float
+    and integer (token ids, labels) alike; compared bit for bit after each."""
     f = h.facts
     problems = [f"forward modified {h.input_labels[i]} in place" for i in f["mutated_inputs"]]
     problems += [
@@ -146,7 +147,10 @@ def arguments_unmodified(h: Any) -> Entry:
         for i in f["mutated_inputs_backward"]
     ]
     if problems:
-        problems.append("work on a copy (x = x * mask, not x *= mask)")
+        fix = "work on a copy (x = x * mask, not x *= mask)"
+        if any(i not in h.float_inputs for i in f["mutated_inputs"] + f["mutated_inputs_backward"]):
+            fix += "; cached ids are the caller's: copy them before changing them"
+        problems.append(fix)
     return _entry("arguments unmodified", problems)
 
 

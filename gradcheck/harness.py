@@ -361,7 +361,10 @@ class Harness:
         lists = [(lst, list(lst)) for lst in graph.lists]
         generators = [(g, _generator_state(g)) for g in graph.generators]
         watched = [a for a in graph.arrays if id(a) in self.sources]
-        watched += self.inputs
+        input_ids = {id(x) for x in self.inputs}
+        watched = [a for a in watched if id(a) not in input_ids]
+        # every input, integer ids too, bit for bit (a digest: no second copy of the inputs)
+        inputs_digest = [_digest(x) for x in self.inputs]
         out = self._checked_output(self.call_forward())
         outs0 = out if isinstance(out, tuple) else (out,)
         self.out_dtypes = [np.asarray(o).dtype for o in outs0]
@@ -371,11 +374,12 @@ class Harness:
         self._plan_lists = [(lst, s) for lst, s in lists if _changed_list(lst, s)]
         self._plan_generators = generators
         mutated = [a for a in watched if not np.array_equal(a, self.sources[id(a)])]
+        self.facts["mutated_inputs"] = [
+            i for i, x in enumerate(self.inputs) if _digest(x) != inputs_digest[i]
+        ]
+        mutated += [self.inputs[i] for i in self.facts["mutated_inputs"]]
         self._plan_arrays = [(a, self.sources[id(a)]) for a in mutated]
         self.facts["mutated_by_forward"] = {id(a) for a in mutated}
-        self.facts["mutated_inputs"] = [
-            i for i, x in enumerate(self.inputs) if id(x) in self.facts["mutated_by_forward"]
-        ]
         self.scalar = not isinstance(out, (tuple, np.ndarray)) or (
             isinstance(out, np.ndarray) and out.ndim == 0
         )
@@ -395,12 +399,12 @@ class Harness:
         self.passed_douts = None  # (not held through the numeric phase)
         # backward must not touch the inputs or params either; put back what it changed
         self.facts["mutated_inputs_backward"] = []
-        for i in self.float_inputs:
-            if i not in self.facts["mutated_inputs"] and not np.array_equal(
-                self.inputs[i], self.user_inputs[i]
-            ):
+        for i, x in enumerate(self.inputs):
+            if i not in self.facts["mutated_inputs"] and _digest(x) != inputs_digest[i]:
                 self.facts["mutated_inputs_backward"].append(i)
-                np.copyto(self.inputs[i], self.user_inputs[i], casting="unsafe")
+                np.copyto(x, self.user_inputs[i], casting="unsafe")
+                if i not in self.float_inputs:  # never perturbed: put back before every forward
+                    self._plan_arrays.append((x, self.user_inputs[i]))
         self.facts["mutated_params"] = []
         for k, p in enumerate(self.layer.params):
             source = self.sources.get(id(p))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gradcheck import check_layer
+from tests.zoo import ZOO, Embedding
 
 CHECKS = [
     "grads parallel to params",
@@ -180,3 +181,33 @@ def test_contract_checks_can_be_switched_off():
     layer, x = _make("accumulate")
     report = check_layer(layer, x, contract=False)
     assert report.contract == [] and report.passed
+
+
+# --- breaches below the top level: integer inputs, parts of a composite ---------------------
+
+
+def _zoo(name, cls=None):
+    (bug,) = [bug for bug in ZOO if bug.name == name]
+    return bug.make(cls)
+
+
+def test_backward_writing_into_integer_ids_is_blamed_on_arguments_not_on_dW():
+    layer, inputs = _zoo("embedding_zeroes_callers_ids")
+    report = check_layer(layer, *inputs)
+    entry = _entry(report, "arguments unmodified")
+    assert entry.status == "fail", report
+    assert "backward modified input[0] ids" in entry.message
+    assert "copy them" in entry.message
+    # the ids are put back before every forward, so W's gradient is judged on the caller's ids
+    assert all(e.passed for e in report.gradients), report
+
+
+def test_forward_writing_into_integer_ids_is_named_as_forward():
+    class EmbeddingClipsIds(Embedding):
+        def forward(self, ids):
+            np.minimum(ids, 2, out=ids)  # modifies the caller's array
+            return super().forward(ids)
+
+    layer, inputs = _zoo("embedding_zeroes_callers_ids", EmbeddingClipsIds)
+    entry = _entry(check_layer(layer, *inputs), "arguments unmodified")
+    assert entry.status == "fail" and "forward modified input[0] ids" in entry.message

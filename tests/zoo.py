@@ -785,6 +785,15 @@ class RNNStatelessWithMemory(TimeRNN):
         return super()._initial_h(N)
 
 
+class EmbeddingZeroesIds(Embedding):
+    """Backward clears the ids it cached once it is done with them: they are the caller's array,
+    so the caller's next use of its ids (and every later forward) sees zeros."""
+
+    def backward(self, dout):
+        super().backward(dout)
+        self.ids[...] = 0  # BUG: writes into the caller's integer array
+
+
 # --- builders: (cls, rng, **dims) -> (layer, inputs) ------------------------------------------
 
 
@@ -994,6 +1003,8 @@ ZOO = [
     Bug("affine_updates_params_in_backward", AffineLearnsInBackward, Affine, _affine, PARAMS,
         "contract"),
     Bug("relu_modifies_input", ReLUInPlace, ReLU, _elementwise, ARGUMENTS, "contract"),
+    Bug("embedding_zeroes_callers_ids", EmbeddingZeroesIds, Embedding, _embedding, ARGUMENTS,
+        "contract"),
     Bug("relu_modifies_dout", ReLUModifiesDout, ReLU, _elementwise, DOUT, "contract"),
     Bug("rnn_float32_buffers", RNNWithFloat32Buffers, TimeRNN, _rnn, DTYPE, "contract"),
     Bug("affine_float32_output_upcast", AffineCastsInput, Affine, _affine, DTYPE, "contract",
