@@ -106,6 +106,7 @@ def check_layer(
             f"state=... was given, but {type(layer).__name__} is not a stateful layer "
             "(stateful=True with set_state); leave state=None"
         )
+    _validate_state(state)
     try:
         h, entries = _run(layer, inputs, settings, seed, state, dout, share=True)
     except ValueError as exc:
@@ -231,6 +232,22 @@ def _validate_layer(layer: Any) -> None:
             f"{name}.param_names has {len(names)} names for {len(params)} params; give one "
             "name per parameter"
         )
+
+
+def _validate_state(state: Any) -> None:
+    if state is None:
+        return
+    if isinstance(state, list):
+        raise TypeError("state= is a list; pass state=h or state=(h, c) (a tuple)")
+    parts = state if isinstance(state, tuple) else (state,)
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(f"state= is a tuple of {len(parts)} items; pass state=h or state=(h, c)")
+    for name, a in zip(("h", "c"), parts, strict=False):
+        if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+            what = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+            raise TypeError(f"state= {name} is {what}; pass float numpy arrays: state=(h, c)")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"state= {name} contains NaN or Inf; pass a finite state")
 
 
 def _validate_inputs(layer: Any, inputs: tuple[Any, ...]) -> None:

@@ -335,12 +335,36 @@ class Harness:
         a backward that edits dout is seen and cannot spoil later calls); returns one
         gradient (or None) per input."""
         __tracebackhide__ = True
+        if not getattr(self, "_backward_arity_checked", False):
+            self._check_backward_arity(len(douts))
+            self._backward_arity_checked = True
         self.backward_calls += 1
         self.passed_douts = [
             np.array(d, copy=True) if isinstance(d, np.ndarray) else d for d in douts
         ]
         result = self.layer.backward(*self.passed_douts)
         return self._input_grads(result)
+
+    def _check_backward_arity(self, k: int) -> None:
+        """backward takes one dout per output: say so before Python's own TypeError does."""
+        __tracebackhide__ = True
+        try:
+            params = list(inspect.signature(self.layer.backward).parameters.values())
+        except (TypeError, ValueError):
+            return
+        if any(p.kind == p.VAR_POSITIONAL for p in params):
+            return
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        required = [p for p in positional if p.default is p.empty]
+        if len(required) <= k <= len(positional):
+            return
+        names = ", ".join(f"dout{j}" for j in range(k)) if k > 1 else "dout"
+        takes = ", ".join(p.name for p in positional)
+        raise TypeError(
+            f"{self.name}.forward returned {k} output{'s' if k > 1 else ''}, so backward is "
+            f"called with one dout per output: backward({names}); {self.name}.backward takes "
+            f"{len(positional)} ({takes}); give it one argument per output of forward"
+        )
 
     def zero_grads(self) -> None:
         for g in self.layer.grads:
@@ -480,7 +504,7 @@ class Harness:
         layer = self.layer
         given = self.state_option
         if given is not None:
-            h, c = given if isinstance(given, tuple) else (given, None)
+            h, c = (*given, None)[:2] if isinstance(given, tuple) else (given, None)
             for name, a in (("h", h), ("c", c)):
                 if a is not None and not isinstance(a, np.ndarray):
                     raise TypeError(f"state {name} is {type(a).__name__}; pass numpy arrays")
@@ -490,6 +514,12 @@ class Harness:
             h = np.array(layer.h, dtype=np.float64)
             c = getattr(layer, "c", None)
             c = None if c is None else np.array(c, dtype=np.float64)
+            for name, a in (("h", h), ("c", c)):
+                if a is not None and not np.all(np.isfinite(a)):
+                    raise ValueError(
+                        f"{self.name}.{name} (the state the layer holds) contains NaN or Inf; "
+                        "call reset_state() or set_state() with finite arrays, or pass state="
+                    )
         else:
             # learn the state's shape from one forward from zeros, then draw a random state
             self.call_forward()
@@ -590,6 +620,8 @@ class Harness:
                     f"({len([g for g in got if g is not None])} gradients for {n} inputs); "
                     "return one per input in argument order (None only for integer inputs)"
                 )
+            if isinstance(got[i], (float, np.floating)):  # a 0-d gradient as a number
+                got[i] = np.asarray(got[i])
             if not isinstance(got[i], np.ndarray):
                 raise TypeError(
                     f"{self.name}.backward returned {type(got[i]).__name__} for "

@@ -922,3 +922,74 @@ def test_float32_inside_is_noted_when_the_loss_is_flat_at_both_steps():
     assert not report.passed
     assert any("does not change at all" in note for note in report.notes), report
     assert check_layer(ShiftBy1000(), x).passed  # the twin
+
+
+# --- bad use that would otherwise end in a raw Python error ----------------------------------
+
+
+class SplitWithOneDout(Split):
+    """Two outputs, but backward takes a single dout."""
+
+    def backward(self, dout):  # BUG: forward returns two outputs
+        return super().backward(dout, dout)
+
+
+def test_backward_taking_the_wrong_number_of_douts_is_named_before_python_says_it(rng):
+    x, w = rng.standard_normal((2, 3)), rng.standard_normal(3)
+    with pytest.raises(TypeError) as raised:
+        check_layer(SplitWithOneDout(w.copy()), x)
+    message = str(raised.value)
+    assert "forward returned 2 outputs" in message and "backward(dout0, dout1)" in message
+    assert "SplitWithOneDout.backward takes 1 (dout)" in message
+    assert check_layer(Split(w.copy()), x).passed  # the twin
+
+
+@pytest.mark.parametrize(
+    ("state", "error", "match"),
+    [
+        ((np.zeros((2, 4)),) * 3, ValueError, r"state= is a tuple of 3 items; pass state=h or"),
+        ([np.zeros((2, 4))], TypeError, "state= is a list"),
+        ((np.zeros((2, 4)), "c"), TypeError, "state= c is str"),
+        (np.full((2, 4), np.nan), ValueError, "state= h contains NaN"),
+    ],
+)
+def test_bad_state_option_is_named_up_front(rng, state, error, match):
+    layer, xs = _rnn(rng)
+    with pytest.raises(error, match=match):
+        check_layer(layer, xs, state=state)
+    assert check_layer(layer, xs, state=(np.zeros((2, 4)),)).passed  # a 1-tuple is h alone
+
+
+def test_nan_in_the_state_the_layer_holds_is_named_as_such(rng):
+    layer, xs = _rnn(rng)
+    layer.set_state(np.full((2, 4), np.nan))
+    with pytest.raises(ValueError, match=r"TimeRNN.h \(the state the layer holds\) contains NaN"):
+        check_layer(layer, xs)
+    layer.set_state(np.zeros((2, 4)))
+    assert check_layer(layer, xs).passed
+
+
+class Square0d:
+    """x**2 of a 0-d input; backward returns a NumPy scalar (np.float64), as NumPy does."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+
+    def forward(self, x):
+        self.x = x
+        return x**2
+
+    def backward(self, dout):
+        return np.float64(2 * self.x * dout)  # a scalar, not a 0-d array
+
+
+class Square0dWrong(Square0d):
+    def backward(self, dout):
+        return np.float64(3 * self.x * dout)  # BUG
+
+
+def test_zero_dim_gradient_returned_as_a_numpy_scalar_is_accepted():
+    x = np.array(0.7)
+    assert check_layer(Square0d(), x).passed
+    report = check_layer(Square0dWrong(), x)
+    assert _entry(report, "input[0]").status == "mismatch", report
