@@ -10,6 +10,8 @@ forwards and three backwards in all), always on the copy.
 from __future__ import annotations
 
 import copy
+import types
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -47,26 +49,62 @@ def grads_parallel(h: Any) -> Entry:
 
 
 def grads_in_place(h: Any) -> Entry:
-    """backward writes self.grads[i][...] = g; it never rebinds the arrays or the list."""
+    """backward writes self.grads[i][...] = g; it never rebinds the arrays or the list, at the
+    top or in any part (a composite's decoder.affine)."""
     f = h.facts
-    problems = []
+    replaced, rebound = [], []
     if f["grads_list"] != f["grads_list_after"]:
-        problems.append(
-            "backward replaced the grads list (self.grads = [...]); an optimizer holding the old "
-            "list never sees the update: write self.grads[i][...] = g"
-        )
+        replaced.append("the grads list")
     else:
-        rebound = [
+        rebound += [
             h.param_names[i]
             for i, (a, b) in enumerate(zip(f["grads_before"], f["grads_after"], strict=True))
             if a != b
         ]
-        if rebound:
-            problems.append(
-                f"backward rebound grads of {', '.join(rebound)} instead of writing into them; "
-                "write self.grads[i][...] = g, not self.grads[i] = g"
-            )
+    names = dict(zip(f["grads_before"], h.param_names, strict=False))
+    for (part, (list_id, ids)), after in zip(f["part_grads"], f["part_grads_after"], strict=True):
+        if after is None or after[0] != list_id or len(after[1]) != len(ids):
+            replaced.append(f"{_path(h.layer, part)}.grads (the list)")
+            continue
+        for k, (a, b) in enumerate(zip(ids, after[1], strict=True)):
+            if a != b:
+                where = f"{_path(h.layer, part)}.grads[{k}]"
+                rebound.append(f"{names[a]} ({where})" if a in names else where)
+    problems = []
+    if replaced:
+        problems.append(
+            f"backward replaced {', '.join(replaced)} (self.grads = [...]); an optimizer holding "
+            "the old list never sees the update: write self.grads[i][...] = g"
+        )
+    if rebound:
+        problems.append(
+            f"backward rebound grads of {', '.join(rebound)} instead of writing into them; "
+            "write self.grads[i][...] = g, not self.grads[i] = g"
+        )
     return _entry("grads written in place", problems)
+
+
+_NOT_PARTS = (np.ndarray, type, types.ModuleType, types.FunctionType, types.MethodType)
+
+
+def _path(root: Any, target: Any) -> str:
+    """Where ``target`` sits below ``root``, as an attribute path (``decoder.affine``,
+    ``layers[2]``); found breadth first, only when a message needs it."""
+    seen, queue = set(), deque([(root, "")])
+    while queue:
+        obj, path = queue.popleft()
+        if obj is target:
+            return path
+        if id(obj) in seen or isinstance(obj, _NOT_PARTS):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (list, tuple)):
+            queue.extend((v, f"{path}[{k}]") for k, v in enumerate(obj))
+        elif isinstance(obj, dict):
+            queue.extend((v, f"{path}[{k!r}]") for k, v in obj.items())
+        elif isinstance(getattr(obj, "__dict__", None), dict):
+            queue.extend((v, f"{path}.{k}" if path else k) for k, v in vars(obj).items())
+    return f"a {type(target).__name__} part"
 
 
 def _fingerprint(g: Any, seed: int = 0) -> np.ndarray:

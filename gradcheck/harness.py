@@ -380,6 +380,8 @@ class Harness:
         self.facts["grads_before"] = [id(g) for g in self.layer.grads]
         self.facts["grads_list"] = id(self.layer.grads)
         graph = _walk(self.layer)
+        # every part's own grads list too (a composite's decoder.affine): ids only, no copies
+        self.facts["part_grads"] = _part_grads(self.layer, graph.instances)
         dicts = [(obj.__dict__, dict(obj.__dict__)) for obj in graph.instances]
         dicts += [(d, dict(d)) for d in graph.dicts]
         lists = [(lst, list(lst)) for lst in graph.lists]
@@ -415,6 +417,7 @@ class Harness:
         self.input_grads = self.backward(self.douts)
         self.facts["grads_after"] = [id(g) for g in self.layer.grads]
         self.facts["grads_list_after"] = id(self.layer.grads)
+        self.facts["part_grads_after"] = [_grads_ids(obj) for obj, _ in self.facts["part_grads"]]
         self.facts["dout_modified"] = [
             k
             for k, (d, passed) in enumerate(zip(self.douts, self.passed_douts, strict=True))
@@ -690,6 +693,27 @@ def _digest(out: Any) -> list[tuple[Any, ...]]:
         else (float(o).hex(),)
         for o in outs
     ]
+
+
+def _grads_ids(obj: Any) -> tuple[int, list[int]] | None:
+    """The id of ``obj.grads`` (a list) and of each of its arrays; None when it has none."""
+    grads = vars(obj).get("grads")
+    if not isinstance(grads, list):
+        return None
+    return id(grads), [id(g) for g in grads]
+
+
+def _part_grads(root: Any, instances: list[Any]) -> list[tuple[Any, tuple[int, list[int]]]]:
+    """Each part below ``root`` with a grads list of its own (not ``root``'s list, which the
+    top-level facts cover), with :func:`_grads_ids`: what backward must leave bound."""
+    seen = {id(getattr(root, "grads", None))}
+    parts = []
+    for obj in instances:
+        ids = None if obj is root else _grads_ids(obj)
+        if ids is not None and ids[0] not in seen:
+            seen.add(ids[0])
+            parts.append((obj, ids))
+    return parts
 
 
 def _changed(d: dict, saved: dict) -> bool:

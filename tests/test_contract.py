@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gradcheck import check_layer
-from tests.zoo import ZOO, Embedding
+from tests.zoo import ZOO, Affine, Decoder, Embedding, EncoderDecoder, EncoderDecoderRebindsInAPart
 
 CHECKS = [
     "grads parallel to params",
@@ -211,3 +211,47 @@ def test_forward_writing_into_integer_ids_is_named_as_forward():
     layer, inputs = _zoo("embedding_zeroes_callers_ids", EmbeddingClipsIds)
     entry = _entry(check_layer(layer, *inputs), "arguments unmodified")
     assert entry.status == "fail" and "forward modified input[0] ids" in entry.message
+
+
+def test_part_rebinding_a_grad_is_named_by_its_dotted_name_and_place():
+    layer, inputs = _zoo("composite_part_rebinds_grads")
+    entry = _entry(check_layer(layer, *inputs), "grads written in place")
+    assert entry.status == "fail"
+    assert "decoder.affine.W (decoder.affine.grads[0])" in entry.message
+    assert "encoder" not in entry.message and "decoder.affine.b" not in entry.message
+
+
+def test_part_replacing_its_grads_list_is_named_by_its_path():
+    class AffineReplacesGrads(Affine):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.grads = [g.copy() for g in self.grads]  # rebinds the list
+            return dx
+
+    class Replacing(EncoderDecoder):
+        decoder_class = type("D", (Decoder,), {"affine_class": AffineReplacesGrads})
+
+    layer, inputs = _zoo("composite_part_rebinds_grads", Replacing)
+    entry = _entry(check_layer(layer, *inputs), "grads written in place")
+    assert entry.status == "fail"
+    assert "backward replaced decoder.affine.grads (the list)" in entry.message
+
+
+def test_part_grads_outside_the_params_are_named_by_attribute_path():
+    class WithFrozenPart(EncoderDecoder):
+        """Only the encoder is trained; the decoder's grads are not in the composite's lists."""
+
+        def __init__(self, *weights):
+            super().__init__(*weights)
+            self.params, self.grads = self.encoder.params, list(self.encoder.grads)
+            self.param_names = ["encoder.W", "encoder.b"]
+
+    class Buggy(WithFrozenPart):
+        decoder_class = EncoderDecoderRebindsInAPart.decoder_class
+
+    layer, inputs = _zoo("composite_part_rebinds_grads", WithFrozenPart)
+    assert _entry(check_layer(layer, *inputs), "grads written in place").status == "ok"
+    layer, inputs = _zoo("composite_part_rebinds_grads", Buggy)
+    entry = _entry(check_layer(layer, *inputs), "grads written in place")
+    assert entry.status == "fail"
+    assert "grads of decoder.affine.grads[0] instead" in entry.message

@@ -444,6 +444,50 @@ class TimeAttention:
         return dhs_enc, dhs_dec
 
 
+class Decoder:
+    """tanh, then an Affine: a part that holds a part of its own (``decoder.affine``).
+
+    Params: affine.W (H, V), affine.b (V,). forward: h (N, H) -> (N, V)
+    """
+
+    affine_class = Affine
+
+    def __init__(self, W, b):
+        self.tanh, self.affine = Tanh(), self.affine_class(W, b)
+        self.params, self.grads = list(self.affine.params), list(self.affine.grads)
+        self.param_names = [f"affine.{name}" for name in self.affine.param_names]
+
+    def forward(self, h):
+        return self.affine.forward(self.tanh.forward(h))
+
+    def backward(self, dout):
+        return self.tanh.backward(self.affine.backward(dout))
+
+
+class EncoderDecoder:
+    """An Affine encoder, then a Decoder: a composite (as Seq2seq) whose params and grads are
+    its parts' own arrays, named with dots.
+
+    Params: encoder.W (D, H), encoder.b (H,), decoder.affine.W (H, V), decoder.affine.b (V,).
+    forward: x (N, D) -> (N, V). backward: dout (N, V) -> dx (N, D)
+    """
+
+    decoder_class = Decoder
+
+    def __init__(self, W_enc, b_enc, W_dec, b_dec):
+        self.encoder, self.decoder = Affine(W_enc, b_enc), self.decoder_class(W_dec, b_dec)
+        parts = {"encoder": self.encoder, "decoder": self.decoder}
+        self.params = [p for part in parts.values() for p in part.params]
+        self.grads = [g for part in parts.values() for g in part.grads]
+        self.param_names = [f"{k}.{name}" for k, part in parts.items() for name in part.param_names]
+
+    def forward(self, x):
+        return self.decoder.forward(self.encoder.forward(x))
+
+    def backward(self, dout):
+        return self.encoder.backward(self.decoder.backward(dout))
+
+
 # --- bugs: wrong gradient values ------------------------------------------------------------
 
 
@@ -794,6 +838,29 @@ class EmbeddingZeroesIds(Embedding):
         self.ids[...] = 0  # BUG: writes into the caller's integer array
 
 
+class AffineRebindsGrads(Affine):
+    """self.grads[0] = dW: deep in a composite, the composite's grads keep the old array."""
+
+    def backward(self, dout):
+        W, _ = self.params
+        self.grads[0] = self.x.T @ dout  # BUG: rebinds instead of writing in place
+        self.grads[1][...] = dout.sum(axis=0)
+        return dout @ W.T
+
+
+class DecoderWithRebindingAffine(Decoder):
+    """A Decoder whose affine rebinds its grads[0]."""
+
+    affine_class = AffineRebindsGrads
+
+
+class EncoderDecoderRebindsInAPart(EncoderDecoder):
+    """decoder.affine rebinds its grads[0]: the composite's own lists and arrays are untouched,
+    and the only other sign is that decoder.affine.W's gradient stays zero."""
+
+    decoder_class = DecoderWithRebindingAffine
+
+
 # --- builders: (cls, rng, **dims) -> (layer, inputs) ------------------------------------------
 
 
@@ -809,6 +876,11 @@ def _affine(cls, rng, N=2, D=4, H=5, dtype=np.float64):
     return cls(_normal(rng, D, H, dtype=dtype), _normal(rng, H, dtype=dtype)), (
         _normal(rng, N, D, dtype=dtype),
     )
+
+
+def _encoder_decoder(cls, rng, N=2, D=4, H=5, V=6):
+    weights = _normal(rng, D, H), _normal(rng, H), _normal(rng, H, V), _normal(rng, V)
+    return cls(*weights), (_normal(rng, N, D),)
 
 
 def _elementwise(cls, rng, N=2, D=4):
@@ -995,6 +1067,8 @@ ZOO = [
     Bug("lstm_forgets_dc", LSTMKeepsOnlyDh, TimeLSTM, _lstm, "dc", pattern="zero"),
     # contract breaches
     Bug("matmul_rebinds_grads", MatMulRebindsGrads, MatMul, _matmul, IN_PLACE, "contract"),
+    Bug("composite_part_rebinds_grads", EncoderDecoderRebindsInAPart, EncoderDecoder,
+        _encoder_decoder, IN_PLACE, "contract"),
     Bug("matmul_accumulates_grads", MatMulAccumulatesGrads, MatMul, _matmul, OVERWRITTEN,
         "contract"),
     Bug("matmul_float32_grads", MatMulFloat32Grads, MatMul, _matmul, PARALLEL, "contract"),
