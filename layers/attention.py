@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from layers.basic import Softmax, _no_forward
+from layers.basic import Softmax, _no_forward, _shape_error
 
 __all__ = ["Attention", "AttentionWeight", "TimeAttention", "WeightSum"]
 
@@ -65,6 +65,9 @@ class AttentionWeight:
         if self.cache is None:
             raise _no_forward("AttentionWeight.backward")
         hs, h = self.cache
+        expected = hs.shape[:2]
+        if da.shape != expected:
+            raise _shape_error("AttentionWeight.backward", "da", str(expected), da.shape)
         ds = self.softmax.backward(da)  # (N, T)
         dhs = ds[:, :, None] * h[:, None, :]
         dh = np.matmul(ds[:, None, :], hs)[:, 0]
@@ -97,6 +100,9 @@ class WeightSum:
         if self.cache is None:
             raise _no_forward("WeightSum.backward")
         hs, a = self.cache
+        expected = (hs.shape[0], hs.shape[2])
+        if dc.shape != expected:
+            raise _shape_error("WeightSum.backward", "dc", str(expected), dc.shape)
         dhs = a[:, :, None] * dc[:, None, :]
         da = np.matmul(hs, dc[:, :, None])[:, :, 0]
         return dhs, da
@@ -126,6 +132,10 @@ class Attention:
     def backward(self, dc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.attention_weight is None:
             raise _no_forward("Attention.backward")
+        hs = self.weight_sum_layer.cache[0]
+        expected = (hs.shape[0], hs.shape[2])
+        if dc.shape != expected:
+            raise _shape_error("Attention.backward", "dc", str(expected), dc.shape)
         dhs_sum, da = self.weight_sum_layer.backward(dc)
         dhs_weight, dh = self.attention_weight_layer.backward(da)
         return dhs_sum + dhs_weight, dh
@@ -163,6 +173,8 @@ class TimeAttention:
         if self.cache is None:
             raise _no_forward("TimeAttention.backward")
         hs_enc, hs_dec = self.cache
+        if dcs.shape != hs_dec.shape:
+            raise _shape_error("TimeAttention.backward", "dcs", str(hs_dec.shape), dcs.shape)
         a = self.softmax.out
         da = np.matmul(dcs, hs_enc.transpose(0, 2, 1))  # (N, Td, Te)
         ds = self.softmax.backward(da)

@@ -75,6 +75,9 @@ class MatMul:
         if self.x is None:
             raise _no_forward("MatMul.backward")
         (W,) = self.params
+        expected = (self.x.shape[0], W.shape[1])
+        if dout.shape != expected:
+            raise _shape_error("MatMul.backward", "dout", str(expected), dout.shape)
         dout = dout.astype(W.dtype, copy=False)
         self.grads[0][...] = self.x.T @ dout
         return dout @ W.T
@@ -105,6 +108,9 @@ class Affine:
         if self.x is None:
             raise _no_forward("Affine.backward")
         W, _ = self.params
+        expected = (self.x.shape[0], W.shape[1])
+        if dout.shape != expected:
+            raise _shape_error("Affine.backward", "dout", str(expected), dout.shape)
         dout = dout.astype(W.dtype, copy=False)
         self.grads[0][...] = self.x.T @ dout
         self.grads[1][...] = dout.sum(axis=0)
@@ -131,6 +137,8 @@ class Sigmoid:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self.out is None:
             raise _no_forward("Sigmoid.backward")
+        if dout.shape != self.out.shape:
+            raise _shape_error("Sigmoid.backward", "dout", str(self.out.shape), dout.shape)
         return dout * (1.0 - self.out) * self.out
 
 
@@ -154,6 +162,8 @@ class ReLU:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self.mask is None:
             raise _no_forward("ReLU.backward")
+        if dout.shape != self.mask.shape:
+            raise _shape_error("ReLU.backward", "dout", str(self.mask.shape), dout.shape)
         return dout * self.mask
 
 
@@ -178,6 +188,8 @@ class Softmax:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self.out is None:
             raise _no_forward("Softmax.backward")
+        if dout.shape != self.out.shape:
+            raise _shape_error("Softmax.backward", "dout", str(self.out.shape), dout.shape)
         y = self.out
         return y * (dout - (dout * y).sum(axis=-1, keepdims=True))
 
@@ -217,10 +229,13 @@ class SoftmaxWithLoss:
     def backward(self, dout=1) -> np.ndarray:
         if self.t is None:
             raise _no_forward("SoftmaxWithLoss.backward")
+        dout = np.asarray(dout, dtype=self.y.dtype)
+        if dout.ndim:  # an (N,) dout would broadcast over the rows of dx
+            raise _shape_error("SoftmaxWithLoss.backward", "dout", "() (a scalar)", dout.shape)
         N = self.t.shape[0]
         dx = self.y.copy()  # the cache stays intact: a second backward gives the same dx
         dx[np.arange(N), self.t] -= 1
-        dx *= np.asarray(dout, dtype=dx.dtype) / N
+        dx *= dout / N
         return dx
 
 
@@ -251,6 +266,9 @@ class Embedding:
         if self.idx is None:
             raise _no_forward("Embedding.backward")
         dW = self.grads[0]
+        expected = self.idx.shape + dW.shape[1:]
+        if dout.shape != expected:
+            raise _shape_error("Embedding.backward", "dout", str(expected), dout.shape)
         dW[...] = 0
         np.add.at(dW, self.idx, dout)  # dW[idx] += dout would drop repeated ids
         return None
@@ -296,6 +314,9 @@ class Dropout:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self.shape is None:
             raise _no_forward(f"{type(self).__name__}.backward")
+        if dout.shape != self.shape:
+            where = f"{type(self).__name__}.backward"
+            raise _shape_error(where, "dout", str(self.shape), dout.shape)
         if self.mask is None:
             return dout.copy()
         return dout * self.mask

@@ -149,6 +149,8 @@ class RNN:
             raise _no_forward("RNN.backward")
         Wx, Wh, _ = self.params
         x, h_prev, h = self.cache
+        if dh.shape != h.shape:
+            raise _shape_error("RNN.backward", "dh", str(h.shape), dh.shape)
         da = _rnn_step_backward(dh.astype(h.dtype, copy=False), h)
         self.grads[0][...] = x.T @ da
         self.grads[1][...] = h_prev.T @ da
@@ -188,6 +190,10 @@ class LSTM:
             raise _no_forward("LSTM.backward")
         Wx, Wh, b = self.params
         x, h_prev, c_prev, gates = self.cache
+        if dh.shape != c_prev.shape:
+            raise _shape_error("LSTM.backward", "dh", str(c_prev.shape), dh.shape)
+        if dc.shape != c_prev.shape:
+            raise _shape_error("LSTM.backward", "dc", str(c_prev.shape), dc.shape)
         da = np.empty((x.shape[0], b.shape[0]), dtype=b.dtype)
         dh, dc = dh.astype(b.dtype, copy=False), dc.astype(b.dtype, copy=False)
         dc_prev = _lstm_step_backward(dh, dc, c_prev, gates, da)
@@ -226,6 +232,8 @@ class GRU:
             raise _no_forward("GRU.backward")
         Wx, Wh, b = self.params
         x, h_prev, step = self.cache
+        if dh.shape != h_prev.shape:
+            raise _shape_error("GRU.backward", "dh", str(h_prev.shape), dh.shape)
         H = Wh.shape[0]
         da = np.empty((x.shape[0], 3 * H), dtype=b.dtype)
         dh_prev = _gru_step_backward(dh.astype(b.dtype, copy=False), h_prev, Wh, step, da)
@@ -398,8 +406,9 @@ class TimeLSTM(_TimeRecurrent):
         xs, hs, cs, zs, tanh_cs = self.cache
         N, T, D = xs.shape
         H = Wh.shape[0]
-        if dhs.shape != (N, T, H):
-            raise _shape_error("TimeLSTM.backward", "dhs", str((N, T, H)), dhs.shape)
+        expected = (N, T, H)
+        if dhs.shape != expected:
+            raise _shape_error("TimeLSTM.backward", "dhs", str(expected), dhs.shape)
         dhs = dhs.astype(zs.dtype, copy=False)  # keeps dh, dc in the params' dtype
         # Everything that does not depend on the recurrence, for all steps at once: with
         # ds = dc + dh * o * (1 - tanh_c^2) the gradient reaching c, the pre-activation gradient
@@ -520,7 +529,10 @@ class TimeBiLSTM:
     def backward(self, dhs: np.ndarray) -> np.ndarray:
         if self.forward_lstm.cache is None:
             raise _no_forward("TimeBiLSTM.backward")
-        H = self.forward_lstm.params[1].shape[0]
+        xs, H = self.forward_lstm.cache[0], self.forward_lstm.params[1].shape[0]
+        expected = (*xs.shape[:2], 2 * H)
+        if dhs.shape != expected:
+            raise _shape_error("TimeBiLSTM.backward", "dhs", str(expected), dhs.shape)
         dxs = self.forward_lstm.backward(dhs[:, :, :H])
         return dxs + self.backward_lstm.backward(dhs[:, ::-1, H:])[:, ::-1]
 

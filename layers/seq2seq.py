@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from layers.attention import TimeAttention
-from layers.basic import _no_forward
+from layers.basic import _no_forward, _shape_error
 from layers.recurrent import TimeLSTM
 from layers.time import TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss
 
@@ -90,6 +90,14 @@ def _check_generate(where: str, start_id: int, sample_size: int, vocab_size: int
         raise ValueError(f"{where}: sample_size={sample_size!r} must be an int >= 0")
 
 
+def _check_dscores(decoder, dscores: np.ndarray) -> None:
+    """dscores must be (N, Td, V) of the decoder's last forward (its affine layer's input)."""
+    expected = (*decoder.affine.xs.shape[:2], decoder.vocab_size)
+    if dscores.shape != expected:
+        where = f"{type(decoder).__name__}.backward"
+        raise _shape_error(where, "dscores", str(expected), dscores.shape)
+
+
 def _greedy(step, N: int, start_id: int, sample_size: int) -> np.ndarray:
     """Feed each step's most likely token to the next: ids (N, sample_size), start_id left out."""
     ids = np.full((N, 1), start_id, dtype=np.int64)
@@ -153,6 +161,9 @@ class Encoder:
     def backward(self, dh: np.ndarray) -> None:
         if self.hs_shape is None:
             raise _no_forward(f"{type(self).__name__}.backward")
+        N, _, H = self.hs_shape
+        if dh.shape != (N, H):
+            raise _shape_error(f"{type(self).__name__}.backward", "dh", str((N, H)), dh.shape)
         dhs = np.zeros(self.hs_shape, dtype=self.lstm.params[0].dtype)
         dhs[:, -1, :] = dh
         self.embed.backward(self.lstm.backward(dhs))
@@ -173,6 +184,10 @@ class AttentionEncoder(Encoder):
     def backward(self, dhs: np.ndarray) -> None:
         if self.hs_shape is None:
             raise _no_forward(f"{type(self).__name__}.backward")
+        if dhs.shape != self.hs_shape:
+            raise _shape_error(
+                f"{type(self).__name__}.backward", "dhs", str(self.hs_shape), dhs.shape
+            )
         self.embed.backward(self.lstm.backward(dhs))
         return None
 
@@ -229,6 +244,7 @@ class Decoder:
     def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
         if self.affine.xs is None:
             raise _no_forward(f"{type(self).__name__}.backward")
+        _check_dscores(self, dscores)
         dxs = self.lstm.backward(self.affine.backward(dscores))
         self.embed.backward(dxs)
         return None, self.lstm.dh
@@ -299,6 +315,7 @@ class PeekyDecoder:
     def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
         if self.affine.xs is None:
             raise _no_forward(f"{type(self).__name__}.backward")
+        _check_dscores(self, dscores)
         H = self.hidden_size
         dout = self.affine.backward(dscores)
         dhs_affine, dout = dout[:, :, :H], dout[:, :, H:]
@@ -384,6 +401,7 @@ class AttentionDecoder:
     def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
         if self.affine.xs is None:
             raise _no_forward(f"{type(self).__name__}.backward")
+        _check_dscores(self, dscores)
         H = self.hidden_size
         dout = self.affine.backward(dscores)
         dcs, ddec_hs = dout[:, :, :H], dout[:, :, H:]
@@ -466,6 +484,9 @@ class Seq2seq:
     def backward(self, dout=1) -> None:
         if self.softmax.cache is None:
             raise _no_forward(f"{type(self).__name__}.backward")
+        if np.ndim(dout):  # the loss is a scalar
+            where = f"{type(self).__name__}.backward"
+            raise _shape_error(where, "dout", "() (a scalar)", np.shape(dout))
         _, dstate = self.decoder.backward(self.softmax.backward(dout))
         self.encoder.backward(dstate)
         return None

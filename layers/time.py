@@ -43,6 +43,9 @@ class TimeEmbedding:
         if self.xs is None:
             raise _no_forward("TimeEmbedding.backward")
         dW = self.grads[0]
+        expected = self.xs.shape + dW.shape[1:]
+        if dout.shape != expected:
+            raise _shape_error("TimeEmbedding.backward", "dout", str(expected), dout.shape)
         dW[...] = 0
         np.add.at(dW, self.xs, dout)  # repeated ids (within and across steps) add up
         return None
@@ -73,6 +76,9 @@ class TimeAffine:
         if self.xs is None:
             raise _no_forward("TimeAffine.backward")
         W, _ = self.params
+        expected = self.xs.shape[:2] + W.shape[1:]
+        if dout.shape != expected:
+            raise _shape_error("TimeAffine.backward", "dout", str(expected), dout.shape)
         dout = dout.astype(W.dtype, copy=False)
         N, T, D = self.xs.shape
         dout2 = dout.reshape(N * T, -1)
@@ -135,9 +141,12 @@ class TimeSoftmaxWithLoss:
         if self.cache is None:
             raise _no_forward("TimeSoftmaxWithLoss.backward")
         t, y, mask, count, shape = self.cache
+        dout = np.asarray(dout, dtype=y.dtype)
+        if dout.ndim:  # a dout of any other shape would broadcast over the rows of dx
+            raise _shape_error("TimeSoftmaxWithLoss.backward", "dout", "() (a scalar)", dout.shape)
         dx = y.copy()  # the book edits y in place here, so its second backward is wrong
         dx[np.arange(t.shape[0]), t] -= 1
-        dx *= np.asarray(dout, dtype=dx.dtype) / count
+        dx *= dout / count
         dx *= mask[:, None]
         return dx.reshape(shape)
 

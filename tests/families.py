@@ -7,6 +7,7 @@ in ``tests/test_layers_<family>.py``; this module has none.
 """
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -79,6 +80,26 @@ def assert_backward_before_forward_raises(case):
     with pytest.raises(RuntimeError, match=r"\.backward: call forward before backward"):
         layer.backward(*douts)
     layer.forward(*inputs)
+    layer.backward(*douts)
+
+
+def assert_wrong_dout_shape_raises(case):
+    """After a forward, a dout of another shape (one row where there are N, which would
+    broadcast; an (N,) array for a scalar loss) raises ValueError naming the expected and the
+    received shape, one output at a time; the right shapes still work afterwards."""
+    layer, inputs = build(case, GENERAL)
+    out = layer.forward(*inputs)
+    outs = out if isinstance(out, tuple) else (out,)
+    douts = _douts(outs, np.random.default_rng(1))
+    for k, o in enumerate(outs):
+        shape = np.shape(o)
+        wrong = np.ones((1, *shape[1:]) if shape else (GENERAL["N"],))
+        expected = re.escape(str(shape))
+        bad = (*douts[:k], wrong, *douts[k + 1 :])
+        with pytest.raises(
+            ValueError, match=rf"must have shape {expected}.*, got " + re.escape(str(wrong.shape))
+        ):
+            layer.backward(*bad)
     layer.backward(*douts)
 
 

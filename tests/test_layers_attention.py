@@ -21,6 +21,7 @@ from layers import Attention, AttentionWeight, TimeAttention, WeightSum
 from tests.families import (
     assert_backward_before_forward_raises,
     assert_float32_layer_passes_with_float64_inputs,
+    assert_wrong_dout_shape_raises,
     build,
     family_cases,
 )
@@ -160,3 +161,8 @@ def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
 @pytest.mark.parametrize("case", CASES)
 def test_backward_before_any_forward_is_a_runtime_error(case):
     assert_backward_before_forward_raises(case)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_dout_of_another_shape_is_a_value_error_naming_both_shapes(case):
+    assert_wrong_dout_shape_raises(case)
