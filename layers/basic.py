@@ -216,14 +216,17 @@ class SoftmaxWithLoss:
         if t.dtype.kind not in "iu":
             raise TypeError(f"SoftmaxWithLoss.forward: t must hold integer labels, got {t.dtype}")
         N, V = x.shape
-        if N and (t.min() < 0 or t.max() >= V):  # x[-1] would silently be the last class
+        if N and t.min() < 0:  # x[:, -1] would silently be the last class
             raise _range_error("SoftmaxWithLoss.forward", "t", t, V)
         shifted = x - x.max(axis=1, keepdims=True)
         e = np.exp(shifted)
         total = e.sum(axis=1, keepdims=True)
+        try:
+            log_p = shifted[np.arange(N), t] - np.log(total[:, 0])
+        except IndexError:  # a label >= V (numpy checks the upper bound for free)
+            raise _range_error("SoftmaxWithLoss.forward", "t", t, V) from None
         self.y = e / total
         self.t = t
-        log_p = shifted[np.arange(N), t] - np.log(total[:, 0])
         return -log_p.sum() / N
 
     def backward(self, dout=1) -> np.ndarray:
@@ -257,10 +260,14 @@ class Embedding:
         if idx.dtype.kind not in "iu":
             raise TypeError(f"Embedding.forward: idx must hold integer ids, got {idx.dtype}")
         W = self.params[0]
-        if idx.size and (idx.min() < 0 or idx.max() >= W.shape[0]):  # W[-1] is the last row
+        if idx.size and idx.min() < 0:  # W[-1] would silently be the last row
             raise _range_error("Embedding.forward", "idx", idx, W.shape[0])
+        try:
+            out = W[idx]
+        except IndexError:  # an id >= V (numpy checks the upper bound for free)
+            raise _range_error("Embedding.forward", "idx", idx, W.shape[0]) from None
         self.idx = idx
-        return W[idx]
+        return out
 
     def backward(self, dout: np.ndarray) -> None:
         if self.idx is None:

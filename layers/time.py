@@ -34,10 +34,14 @@ class TimeEmbedding:
         if xs.dtype.kind not in "iu":
             raise TypeError(f"TimeEmbedding.forward: xs must hold integer ids, got {xs.dtype}")
         W = self.params[0]
-        if xs.size and (xs.min() < 0 or xs.max() >= W.shape[0]):  # W[-1] is the last row
+        if xs.size and xs.min() < 0:  # W[-1] would silently be the last row
             raise _range_error("TimeEmbedding.forward", "xs", xs, W.shape[0])
+        try:
+            out = W[xs]
+        except IndexError:  # an id >= V (numpy checks the upper bound for free)
+            raise _range_error("TimeEmbedding.forward", "xs", xs, W.shape[0]) from None
         self.xs = xs
-        return W[xs]
+        return out
 
     def backward(self, dout: np.ndarray) -> None:
         if self.xs is None:
@@ -125,15 +129,19 @@ class TimeSoftmaxWithLoss:
                 "batches or give at least one real label"
             )
         t = np.where(mask, t, 0)  # any valid column; masked out below
-        if t.min() < 0 or t.max() >= V:  # -2 would silently be class V - 2
+        if t.min() < 0:  # -2 would silently be class V - 2
             raise _range_error(
                 "TimeSoftmaxWithLoss.forward", "ts", ts, V, ignore_label=self.ignore_label
             )
         shifted = x - x.max(axis=1, keepdims=True)
         e = np.exp(shifted)
         total = e.sum(axis=1, keepdims=True)
-        rows = np.arange(N * T)
-        log_p = shifted[rows, t] - np.log(total[:, 0])
+        try:
+            log_p = shifted[np.arange(N * T), t] - np.log(total[:, 0])
+        except IndexError:  # a label >= V (numpy checks the upper bound for free)
+            raise _range_error(
+                "TimeSoftmaxWithLoss.forward", "ts", ts, V, ignore_label=self.ignore_label
+            ) from None
         self.cache = (t, e / total, mask, count, xs.shape)
         return -(log_p * mask).sum() / count
 
