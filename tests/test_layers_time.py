@@ -193,6 +193,7 @@ def test_labels_at_both_ends_and_the_ignore_label_are_accepted():
     np.testing.assert_allclose(loss, SoftmaxWithLoss().forward(xs[keep], ts[keep]), rtol=1e-14)
     W = np.arange(8.0).reshape(4, 2)
     np.testing.assert_array_equal(TimeEmbedding(W).forward(np.array([[3, 0]])), W[[[3, 0]]])
+    assert TimeEmbedding(W).forward(np.zeros((2, 0), np.int64)).shape == (2, 0, 2)  # no ids
 
 
 @pytest.mark.parametrize("case", CASES)
