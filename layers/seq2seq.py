@@ -217,16 +217,24 @@ class Decoder:
         _check_args(type(self).__name__, dtype, vocab_size=V, wordvec_size=D, hidden_size=H)
         rng = np.random.default_rng(rng)
         self.vocab_size, self.hidden_size = V, H
+        lstm_in, affine_in = self._widths(D, H)
         self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
         self.lstm = TimeLSTM(
-            _init(rng, (D, 4 * H), np.sqrt(D), dtype),
+            _init(rng, (lstm_in, 4 * H), np.sqrt(lstm_in), dtype),
             _init(rng, (H, 4 * H), np.sqrt(H), dtype),
             np.zeros(4 * H, dtype=dtype),
             stateful=True,
         )
-        self.affine = TimeAffine(_init(rng, (H, V), np.sqrt(H), dtype), np.zeros(V, dtype=dtype))
+        self.affine = TimeAffine(
+            _init(rng, (affine_in, V), np.sqrt(affine_in), dtype), np.zeros(V, dtype=dtype)
+        )
         parts = {"embed": self.embed, "lstm": self.lstm, "affine": self.affine}
         self.params, self.grads, self.param_names = _named(parts)
+
+    @staticmethod
+    def _widths(D: int, H: int) -> tuple[int, int]:
+        """Input widths of the LSTM and of the affine: (D, H)."""
+        return D, H
 
     def _start(self, where: str, h: np.ndarray, N: int | None) -> None:
         _check_state(where, "h", h, (N, self.hidden_size), "(N, H)")
@@ -256,7 +264,7 @@ class Decoder:
         return _greedy(self._step, h.shape[0], start_id, sample_size)
 
 
-class PeekyDecoder:
+class PeekyDecoder(Decoder):
     """A decoder that sees the encoder's state h at every step, beside the input and the output.
 
     h is concatenated before the embedded token (LSTM input (H + D)) and before the LSTM output
@@ -268,36 +276,15 @@ class PeekyDecoder:
     generate: h (N, H), start_id, sample_size -> ids (N, sample_size), greedy
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        wordvec_size: int,
-        hidden_size: int,
-        *,
-        dtype=np.float32,
-        rng: RngLike = None,
-    ) -> None:
-        V, D, H = vocab_size, wordvec_size, hidden_size
-        _check_args(type(self).__name__, dtype, vocab_size=V, wordvec_size=D, hidden_size=H)
-        rng = np.random.default_rng(rng)
-        self.vocab_size, self.hidden_size = V, H
-        self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
-        self.lstm = TimeLSTM(
-            _init(rng, (H + D, 4 * H), np.sqrt(H + D), dtype),
-            _init(rng, (H, 4 * H), np.sqrt(H), dtype),
-            np.zeros(4 * H, dtype=dtype),
-            stateful=True,
-        )
-        self.affine = TimeAffine(
-            _init(rng, (2 * H, V), np.sqrt(2 * H), dtype), np.zeros(V, dtype=dtype)
-        )
-        parts = {"embed": self.embed, "lstm": self.lstm, "affine": self.affine}
-        self.params, self.grads, self.param_names = _named(parts)
-        self.peeky_h: np.ndarray | None = None
+    peeky_h: np.ndarray | None = None  # h as concatenated at every step, in the params' dtype
+
+    @staticmethod
+    def _widths(D: int, H: int) -> tuple[int, int]:
+        """Input widths of the LSTM and of the affine: (H + D, 2H), h beside each."""
+        return H + D, 2 * H
 
     def _start(self, where: str, h: np.ndarray, N: int | None) -> None:
-        _check_state(where, "h", h, (N, self.hidden_size), "(N, H)")
-        self.lstm.set_state(h)
+        super()._start(where, h, N)
         self.peeky_h = h.astype(self.lstm.params[0].dtype, copy=False)  # concatenated below
 
     def _step(self, ids: np.ndarray) -> np.ndarray:
@@ -305,12 +292,6 @@ class PeekyDecoder:
         hs = np.broadcast_to(self.peeky_h[:, None, :], (N, T, self.hidden_size))
         out = self.lstm.forward(np.concatenate((hs, self.embed.forward(ids)), axis=2))
         return self.affine.forward(np.concatenate((hs, out), axis=2))
-
-    def forward(self, xs: np.ndarray, h: np.ndarray) -> np.ndarray:
-        where = f"{type(self).__name__}.forward"
-        _check_ids(where, "xs", xs, self.vocab_size)
-        self._start(where, h, xs.shape[0])
-        return self._step(xs)
 
     def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
         if self.affine.xs is None:
@@ -323,12 +304,6 @@ class PeekyDecoder:
         dhs_lstm, dembed = dout[:, :, :H], dout[:, :, H:]
         self.embed.backward(dembed)
         return None, self.lstm.dh + (dhs_affine + dhs_lstm).sum(axis=1)
-
-    def generate(self, h: np.ndarray, start_id: int, sample_size: int) -> np.ndarray:
-        where = f"{type(self).__name__}.generate"
-        _check_generate(where, start_id, sample_size, self.vocab_size)
-        self._start(where, h, None)
-        return _greedy(self._step, h.shape[0], start_id, sample_size)
 
 
 class AttentionDecoder:
