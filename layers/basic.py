@@ -250,6 +250,8 @@ class Embedding:
     backward: dout (S + (D,)) -> None (ids have no gradient)
     """
 
+    _ids = "idx"  # what errors call the ids argument
+
     def __init__(self, W: np.ndarray) -> None:
         self.params = [W]
         self.grads = [np.zeros_like(W)]
@@ -257,25 +259,27 @@ class Embedding:
         self.idx = None
 
     def forward(self, idx: np.ndarray) -> np.ndarray:
+        where = f"{type(self).__name__}.forward"
         if idx.dtype.kind not in "iu":
-            raise TypeError(f"Embedding.forward: idx must hold integer ids, got {idx.dtype}")
+            raise TypeError(f"{where}: {self._ids} must hold integer ids, got {idx.dtype}")
         W = self.params[0]
         if idx.size and idx.min() < 0:  # W[-1] would silently be the last row
-            raise _range_error("Embedding.forward", "idx", idx, W.shape[0])
+            raise _range_error(where, self._ids, idx, W.shape[0])
         try:
             out = W[idx]
         except IndexError:  # an id >= V (numpy checks the upper bound for free)
-            raise _range_error("Embedding.forward", "idx", idx, W.shape[0]) from None
+            raise _range_error(where, self._ids, idx, W.shape[0]) from None
         self.idx = idx
         return out
 
     def backward(self, dout: np.ndarray) -> None:
+        where = f"{type(self).__name__}.backward"
         if self.idx is None:
-            raise _no_forward("Embedding.backward")
+            raise _no_forward(where)
         dW = self.grads[0]
         expected = self.idx.shape + dW.shape[1:]
         if dout.shape != expected:
-            raise _shape_error("Embedding.backward", "dout", str(expected), dout.shape)
+            raise _shape_error(where, "dout", str(expected), dout.shape)
         dW[...] = 0
         np.add.at(dW, self.idx, dout)  # dW[idx] += dout would drop repeated ids
         return None

@@ -9,50 +9,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from layers.basic import Dropout, _no_forward, _range_error, _shape_error
+from layers.basic import Dropout, Embedding, _no_forward, _range_error, _shape_error
 
 __all__ = ["TimeAffine", "TimeDropout", "TimeEmbedding", "TimeSoftmaxWithLoss"]
 
 
-class TimeEmbedding:
-    """Embedding lookup for every token of every sequence; W is shared across time.
+class TimeEmbedding(Embedding):
+    """Embedding lookup for every token of every sequence; W is shared across time, so
+    repeated ids (within and across steps) add up in dW.
 
     Params: W (V, D).
     forward: xs (N, T) integer ids in [0, V) -> out (N, T, D)
     backward: dout (N, T, D) -> None (ids have no gradient)
     """
 
-    def __init__(self, W: np.ndarray) -> None:
-        self.params = [W]
-        self.grads = [np.zeros_like(W)]
-        self.param_names = ["W"]
-        self.xs = None
+    _ids = "xs"
 
     def forward(self, xs: np.ndarray) -> np.ndarray:
         if xs.ndim != 2:
             raise _shape_error("TimeEmbedding.forward", "xs", "(N, T)", xs.shape)
-        if xs.dtype.kind not in "iu":
-            raise TypeError(f"TimeEmbedding.forward: xs must hold integer ids, got {xs.dtype}")
-        W = self.params[0]
-        if xs.size and xs.min() < 0:  # W[-1] would silently be the last row
-            raise _range_error("TimeEmbedding.forward", "xs", xs, W.shape[0])
-        try:
-            out = W[xs]
-        except IndexError:  # an id >= V (numpy checks the upper bound for free)
-            raise _range_error("TimeEmbedding.forward", "xs", xs, W.shape[0]) from None
-        self.xs = xs
-        return out
-
-    def backward(self, dout: np.ndarray) -> None:
-        if self.xs is None:
-            raise _no_forward("TimeEmbedding.backward")
-        dW = self.grads[0]
-        expected = self.xs.shape + dW.shape[1:]
-        if dout.shape != expected:
-            raise _shape_error("TimeEmbedding.backward", "dout", str(expected), dout.shape)
-        dW[...] = 0
-        np.add.at(dW, self.xs, dout)  # repeated ids (within and across steps) add up
-        return None
+        return super().forward(xs)
 
 
 class TimeAffine:
