@@ -43,6 +43,21 @@ def _init(rng: np.random.Generator, shape: tuple[int, ...], divisor: float, dtyp
     return (rng.standard_normal(shape) / divisor).astype(dtype)
 
 
+def _embed_and_lstm(
+    rng: np.random.Generator, V: int, D: int, H: int, dtype, *, lstm_in: int, stateful: bool
+) -> tuple[TimeEmbedding, TimeLSTM]:
+    """The embedding (V, D) and LSTM (lstm_in -> H) every encoder and decoder starts with, at
+    the book's scales and drawn in this order (embedding, Wx, Wh) so a seed gives the same model."""
+    embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
+    lstm = TimeLSTM(
+        _init(rng, (lstm_in, 4 * H), np.sqrt(lstm_in), dtype),
+        _init(rng, (H, 4 * H), np.sqrt(H), dtype),
+        np.zeros(4 * H, dtype=dtype),
+        stateful=stateful,
+    )
+    return embed, lstm
+
+
 def _check_args(where: str, dtype, **sizes: int) -> None:
     for name, size in sizes.items():
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
@@ -139,13 +154,7 @@ class Encoder:
         _check_args(type(self).__name__, dtype, vocab_size=V, wordvec_size=D, hidden_size=H)
         rng = np.random.default_rng(rng)
         self.vocab_size, self.hidden_size = V, H
-        self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
-        self.lstm = TimeLSTM(
-            _init(rng, (D, 4 * H), np.sqrt(D), dtype),
-            _init(rng, (H, 4 * H), np.sqrt(H), dtype),
-            np.zeros(4 * H, dtype=dtype),
-            stateful=False,
-        )
+        self.embed, self.lstm = _embed_and_lstm(rng, V, D, H, dtype, lstm_in=D, stateful=False)
         self.params, self.grads, self.param_names = _named({"embed": self.embed, "lstm": self.lstm})
         self.hs_shape: tuple[int, ...] | None = None
 
@@ -218,13 +227,7 @@ class Decoder:
         rng = np.random.default_rng(rng)
         self.vocab_size, self.hidden_size = V, H
         lstm_in, affine_in = self._widths(D, H)
-        self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
-        self.lstm = TimeLSTM(
-            _init(rng, (lstm_in, 4 * H), np.sqrt(lstm_in), dtype),
-            _init(rng, (H, 4 * H), np.sqrt(H), dtype),
-            np.zeros(4 * H, dtype=dtype),
-            stateful=True,
-        )
+        self.embed, self.lstm = _embed_and_lstm(rng, V, D, H, dtype, lstm_in=lstm_in, stateful=True)
         self.affine = TimeAffine(
             _init(rng, (affine_in, V), np.sqrt(affine_in), dtype), np.zeros(V, dtype=dtype)
         )
@@ -334,13 +337,7 @@ class AttentionDecoder:
         _check_args(type(self).__name__, dtype, vocab_size=V, wordvec_size=D, hidden_size=H)
         rng = np.random.default_rng(rng)
         self.vocab_size, self.hidden_size = V, H
-        self.embed = TimeEmbedding(_init(rng, (V, D), 100, dtype))
-        self.lstm = TimeLSTM(
-            _init(rng, (D, 4 * H), np.sqrt(D), dtype),
-            _init(rng, (H, 4 * H), np.sqrt(H), dtype),
-            np.zeros(4 * H, dtype=dtype),
-            stateful=True,
-        )
+        self.embed, self.lstm = _embed_and_lstm(rng, V, D, H, dtype, lstm_in=D, stateful=True)
         self.attention = TimeAttention()
         self.affine = TimeAffine(
             _init(rng, (2 * H, V), np.sqrt(2 * H), dtype), np.zeros(V, dtype=dtype)
