@@ -19,9 +19,6 @@ from gradcheck import assert_layer
 from gradcheck.strategies import layer_cases
 from layers import Attention, AttentionWeight, TimeAttention, WeightSum
 from tests.families import (
-    assert_backward_before_forward_raises,
-    assert_float32_layer_passes_with_float64_inputs,
-    assert_wrong_dout_shape_raises,
     build,
     family_cases,
 )
@@ -151,18 +148,3 @@ def test_wrong_input_shape_names_expected_and_received(cls, shape_a, shape_b, ex
 def test_integer_input_is_a_type_error():
     with pytest.raises(TypeError, match="float ndarray"):
         TimeAttention().forward(np.zeros((2, 4, 3), dtype=int), np.zeros((2, 5, 3)))
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
-    assert_float32_layer_passes_with_float64_inputs(case, DIMS[0].values[0])
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_backward_before_any_forward_is_a_runtime_error(case):
-    assert_backward_before_forward_raises(case)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_dout_of_another_shape_is_a_value_error_naming_both_shapes(case):
-    assert_wrong_dout_shape_raises(case)

@@ -14,12 +14,8 @@ from gradcheck import assert_layer
 from gradcheck.strategies import layer_cases
 from layers import GRU, LSTM, RNN, TimeBiLSTM, TimeGRU, TimeLSTM, TimeRNN
 from tests.families import (
-    GENERAL,
     SHAPES,
-    assert_backward_before_forward_raises,
-    assert_float32_layer_passes_with_float64_inputs,
     assert_float64_in_place,
-    assert_wrong_dout_shape_raises,
     build,
     family_cases,
 )
@@ -306,18 +302,3 @@ def test_time_layer_matches_torch_with_the_same_weights(cls, gates):
     np.testing.assert_allclose(layer.dh, h_t.grad.numpy()[0], **tol)
     if cls is TimeLSTM:
         np.testing.assert_allclose(layer.dc, c_t.grad.numpy()[0], **tol)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
-    assert_float32_layer_passes_with_float64_inputs(case, GENERAL)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_backward_before_any_forward_is_a_runtime_error(case):
-    assert_backward_before_forward_raises(case)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_dout_of_another_shape_is_a_value_error_naming_both_shapes(case):
-    assert_wrong_dout_shape_raises(case)

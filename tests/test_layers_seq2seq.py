@@ -28,9 +28,6 @@ from layers import (
     Seq2seq,
 )
 from tests.families import (
-    assert_backward_before_forward_raises,
-    assert_float32_layer_passes_with_float64_inputs,
-    assert_wrong_dout_shape_raises,
     build,
     family_cases,
 )
@@ -421,18 +418,3 @@ def test_float32_model_passes_the_checker_at_default_options(cls):
 def test_constructor_rejects_an_integer_dtype():
     with pytest.raises(ValueError, match="dtype"):
         AttentionSeq2seq(7, 4, 6, dtype=np.int32)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_float32_layer_fed_float64_inputs_passes_the_checker(case):
-    assert_float32_layer_passes_with_float64_inputs(case, DIMS[0].values[0])
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_backward_before_any_forward_is_a_runtime_error(case):
-    assert_backward_before_forward_raises(case)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_dout_of_another_shape_is_a_value_error_naming_both_shapes(case):
-    assert_wrong_dout_shape_raises(case)
