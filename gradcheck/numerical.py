@@ -49,6 +49,14 @@ class Differences:
     evaluations: int
 
 
+def _check_arguments(xs: list[np.ndarray], eps: float) -> None:
+    for x in xs:
+        if x.dtype != np.float64:
+            raise TypeError(f"x.dtype={x.dtype} must be float64; perturb a float64 copy")
+    if not eps > 0:
+        raise ValueError(f"eps={eps} must be > 0; try eps=1e-6")
+
+
 def numerical_gradient(
     f: Callable[[], float],
     x: np.ndarray,
@@ -65,10 +73,7 @@ def numerical_gradient(
     one float64 arithmetic actually takes, ``(x + eps) - x``, not ``eps`` itself.
     (x: any shape) -> central, left, right: (len(indices),)
     """
-    if x.dtype != np.float64:
-        raise TypeError(f"x.dtype={x.dtype} must be float64; perturb a float64 copy")
-    if not eps > 0:
-        raise ValueError(f"eps={eps} must be > 0; try eps=1e-6")
+    _check_arguments([x], eps)
     evaluations = 0
     if f0 is None:
         f0 = float(f())
@@ -117,11 +122,7 @@ def directional_derivative(
     """
     single = isinstance(x, np.ndarray)
     xs = [x] if single else list(x)
-    for a in xs:
-        if a.dtype != np.float64:
-            raise TypeError(f"x.dtype={a.dtype} must be float64; perturb a float64 copy")
-    if not eps > 0:
-        raise ValueError(f"eps={eps} must be > 0; try eps=1e-6")
+    _check_arguments(xs, eps)
     evaluations = 0
     if f0 is None:
         f0 = float(f())
