@@ -266,9 +266,13 @@ class Embedding:
         if idx.size and idx.min() < 0:  # W[-1] would silently be the last row
             raise _range_error(where, self._ids, idx, W.shape[0])
         try:
-            out = W[idx]
+            return self._lookup(idx)
         except IndexError:  # an id >= V (numpy checks the upper bound for free)
             raise _range_error(where, self._ids, idx, W.shape[0]) from None
+
+    def _lookup(self, idx: np.ndarray) -> np.ndarray:
+        """forward without the checks, for ids already checked (by a model's forward)."""
+        out = self.params[0][idx]
         self.idx = idx
         return out
 

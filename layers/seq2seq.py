@@ -77,6 +77,8 @@ def _check_ids(where: str, name: str, ids: object, vocab_size: int, *, allow: in
         raise ValueError(
             f"{where}: expected {name} of shape (N, T) with N, T >= 1, got {ids.shape}"
         )
+    if ids.min() >= 0 and ids.max() < vocab_size:  # two reductions; the mask only if needed
+        return
     valid = (ids >= 0) & (ids < vocab_size)
     if allow is not None:
         valid |= ids == allow
@@ -158,14 +160,18 @@ class Encoder:
         self.params, self.grads, self.param_names = _named({"embed": self.embed, "lstm": self.lstm})
         self.hs_shape: tuple[int, ...] | None = None
 
-    def _encode(self, xs: np.ndarray) -> np.ndarray:
+    def forward(self, xs: np.ndarray) -> np.ndarray:
         _check_ids(f"{type(self).__name__}.forward", "xs", xs, self.vocab_size)
-        hs = self.lstm.forward(self.embed.forward(xs))
+        return self._forward(xs)
+
+    def _forward(self, xs: np.ndarray) -> np.ndarray:
+        """forward without the checks, for xs already checked (by the model's forward)."""
+        return self._encode(xs)[:, -1, :].copy()
+
+    def _encode(self, xs: np.ndarray) -> np.ndarray:
+        hs = self.lstm.forward(self.embed._lookup(xs))
         self.hs_shape = hs.shape
         return hs
-
-    def forward(self, xs: np.ndarray) -> np.ndarray:
-        return self._encode(xs)[:, -1, :].copy()
 
     def backward(self, dh: np.ndarray) -> None:
         if self.hs_shape is None:
@@ -187,7 +193,7 @@ class AttentionEncoder(Encoder):
     backward: dhs (N, Te, H) -> None
     """
 
-    def forward(self, xs: np.ndarray) -> np.ndarray:
+    def _forward(self, xs: np.ndarray) -> np.ndarray:
         return self._encode(xs)
 
     def backward(self, dhs: np.ndarray) -> None:
@@ -239,17 +245,21 @@ class Decoder:
         """Input widths of the LSTM and of the affine: (D, H)."""
         return D, H
 
-    def _start(self, where: str, h: np.ndarray, N: int | None) -> None:
-        _check_state(where, "h", h, (N, self.hidden_size), "(N, H)")
+    def _start(self, h: np.ndarray) -> None:
         self.lstm.set_state(h)
 
     def _step(self, ids: np.ndarray) -> np.ndarray:
-        return self.affine.forward(self.lstm.forward(self.embed.forward(ids)))
+        return self.affine.forward(self.lstm.forward(self.embed._lookup(ids)))
 
     def forward(self, xs: np.ndarray, h: np.ndarray) -> np.ndarray:
         where = f"{type(self).__name__}.forward"
         _check_ids(where, "xs", xs, self.vocab_size)
-        self._start(where, h, xs.shape[0])
+        _check_state(where, "h", h, (xs.shape[0], self.hidden_size), "(N, H)")
+        return self._forward(xs, h)
+
+    def _forward(self, xs: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """forward without the checks, for xs and h already checked (by the model's forward)."""
+        self._start(h)
         return self._step(xs)
 
     def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
@@ -263,7 +273,8 @@ class Decoder:
     def generate(self, h: np.ndarray, start_id: int, sample_size: int) -> np.ndarray:
         where = f"{type(self).__name__}.generate"
         _check_generate(where, start_id, sample_size, self.vocab_size)
-        self._start(where, h, None)
+        _check_state(where, "h", h, (None, self.hidden_size), "(N, H)")
+        self._start(h)
         return _greedy(self._step, h.shape[0], start_id, sample_size)
 
 
@@ -286,14 +297,14 @@ class PeekyDecoder(Decoder):
         """Input widths of the LSTM and of the affine: (H + D, 2H), h beside each."""
         return H + D, 2 * H
 
-    def _start(self, where: str, h: np.ndarray, N: int | None) -> None:
-        super()._start(where, h, N)
+    def _start(self, h: np.ndarray) -> None:
+        super()._start(h)
         self.peeky_h = h.astype(self.lstm.params[0].dtype, copy=False)  # concatenated below
 
     def _step(self, ids: np.ndarray) -> np.ndarray:
         N, T = ids.shape
         hs = np.broadcast_to(self.peeky_h[:, None, :], (N, T, self.hidden_size))
-        out = self.lstm.forward(np.concatenate((hs, self.embed.forward(ids)), axis=2))
+        out = self.lstm.forward(np.concatenate((hs, self.embed._lookup(ids)), axis=2))
         return self.affine.forward(np.concatenate((hs, out), axis=2))
 
     def backward(self, dscores: np.ndarray) -> tuple[None, np.ndarray]:
@@ -352,20 +363,24 @@ class AttentionDecoder:
         self.enc_hs: np.ndarray | None = None
         self.attention_weights: np.ndarray | None = None
 
-    def _start(self, where: str, enc_hs: np.ndarray, N: int | None) -> None:
-        _check_state(where, "enc_hs", enc_hs, (N, None, self.hidden_size), "(N, Te, H)")
+    def _start(self, enc_hs: np.ndarray) -> None:
         self.lstm.set_state(enc_hs[:, -1])
         self.enc_hs = enc_hs.astype(self.lstm.params[0].dtype, copy=False)  # attention follows it
 
     def _step(self, ids: np.ndarray) -> np.ndarray:
-        dec_hs = self.lstm.forward(self.embed.forward(ids))
+        dec_hs = self.lstm.forward(self.embed._lookup(ids))
         cs = self.attention.forward(self.enc_hs, dec_hs)
         return self.affine.forward(np.concatenate((cs, dec_hs), axis=2))
 
     def forward(self, xs: np.ndarray, enc_hs: np.ndarray) -> np.ndarray:
         where = f"{type(self).__name__}.forward"
         _check_ids(where, "xs", xs, self.vocab_size)
-        self._start(where, enc_hs, xs.shape[0])
+        _check_state(where, "enc_hs", enc_hs, (xs.shape[0], None, self.hidden_size), "(N, Te, H)")
+        return self._forward(xs, enc_hs)
+
+    def _forward(self, xs: np.ndarray, enc_hs: np.ndarray) -> np.ndarray:
+        """forward without the checks, for xs and enc_hs already checked (by the model)."""
+        self._start(enc_hs)
         scores = self._step(xs)
         self.attention_weights = self.attention.attention_weights
         return scores
@@ -386,7 +401,8 @@ class AttentionDecoder:
     def generate(self, enc_hs: np.ndarray, start_id: int, sample_size: int) -> np.ndarray:
         where = f"{type(self).__name__}.generate"
         _check_generate(where, start_id, sample_size, self.vocab_size)
-        self._start(where, enc_hs, None)
+        _check_state(where, "enc_hs", enc_hs, (None, None, self.hidden_size), "(N, Te, H)")
+        self._start(enc_hs)
         steps = []
 
         def step(ids: np.ndarray) -> np.ndarray:
@@ -438,9 +454,8 @@ class Seq2seq:
         where = f"{type(self).__name__}.forward"
         _check_ids(where, "xs", xs, self.vocab_size)
         _check_ids(where, "ts", ts, self.vocab_size, allow=self.softmax.ignore_label)
-        ignored = np.argwhere(ts[:, :-1] == self.softmax.ignore_label)
-        if len(ignored):
-            i, j = (int(k) for k in ignored[0])
+        if (ts[:, :-1] == self.softmax.ignore_label).any():
+            i, j = (int(k) for k in np.argwhere(ts[:, :-1] == self.softmax.ignore_label)[0])
             raise ValueError(
                 f"{where}: ts[{i}, {j}] = {ts[i, j]} is the ignore_label in the decoder input "
                 "ts[:, :-1]; only the target ts[:, 1:] may hold it, the input needs token ids"
@@ -450,7 +465,8 @@ class Seq2seq:
                 f"{where}: expected ts of shape (N, Td + 1) = ({xs.shape[0]}, >= 2) to go with "
                 f"xs {xs.shape}, got {ts.shape}"
             )
-        scores = self.decoder.forward(ts[:, :-1], self.encoder.forward(xs))
+        # Both ids checked above, the encoder's state is the encoder's: the parts' unchecked path
+        scores = self.decoder._forward(ts[:, :-1], self.encoder._forward(xs))
         return self.softmax.forward(scores, ts[:, 1:])
 
     def backward(self, dout=1) -> None:
