@@ -97,14 +97,17 @@ class TimeSoftmaxWithLoss:
         x = xs.reshape(N * T, V)
         t = ts.reshape(N * T)
         mask = t != self.ignore_label
-        count = int(mask.sum())
+        count = int(np.count_nonzero(mask))
         if count == 0:
             raise ValueError(
                 f"TimeSoftmaxWithLoss.forward: every label in ts (shape {ts.shape}) equals "
                 f"ignore_label={self.ignore_label}, so the mean loss is 0 / 0; skip such "
                 "batches or give at least one real label"
             )
-        t = np.where(mask, t, 0)  # any valid column; masked out below
+        if count == N * T:
+            mask = None  # nothing ignored: no masking below
+        else:
+            t = np.where(mask, t, 0)  # any valid column; masked out below
         if t.min() < 0:  # -2 would silently be class V - 2
             raise _range_error(
                 "TimeSoftmaxWithLoss.forward", "ts", ts, V, ignore_label=self.ignore_label
@@ -118,20 +121,23 @@ class TimeSoftmaxWithLoss:
             raise _range_error(
                 "TimeSoftmaxWithLoss.forward", "ts", ts, V, ignore_label=self.ignore_label
             ) from None
-        self.cache = (t, e / total, mask, count, xs.shape)
-        return -(log_p * mask).sum() / count
+        if mask is not None:
+            log_p *= mask
+        self.cache = (t, e, total, mask, count, xs.shape)  # y = e / total, left to backward
+        return -log_p.sum() / count
 
     def backward(self, dout=1) -> np.ndarray:
         if self.cache is None:
             raise _no_forward("TimeSoftmaxWithLoss.backward")
-        t, y, mask, count, shape = self.cache
-        dout = np.asarray(dout, dtype=y.dtype)
+        t, e, total, mask, count, shape = self.cache
+        dout = np.asarray(dout, dtype=e.dtype)
         if dout.ndim:  # a dout of any other shape would broadcast over the rows of dx
             raise _shape_error("TimeSoftmaxWithLoss.backward", "dout", "() (a scalar)", dout.shape)
-        dx = y.copy()  # the book edits y in place here, so its second backward is wrong
+        dx = e / total  # a new array: the book edits y in place, so its 2nd backward is wrong
         dx[np.arange(t.shape[0]), t] -= 1
         dx *= dout / count
-        dx *= mask[:, None]
+        if mask is not None:
+            dx *= mask[:, None]
         return dx.reshape(shape)
 
 
