@@ -54,8 +54,10 @@ def _lstm_stacked_weights(Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, N: int)
     """
     D, H = Wx.shape[0], Wh.shape[0]
     w_scale, s, off = _lstm_scales(H, D, N, Wh.dtype)
-    W = np.concatenate((Wh, Wx, b[None]), dtype=Wh.dtype)
-    W *= w_scale
+    W = np.empty((H + D + 1, 4 * H), dtype=Wh.dtype)
+    np.multiply(Wh, w_scale[:H], out=W[:H])
+    np.multiply(Wx, w_scale[H : H + D], out=W[H : H + D])
+    np.multiply(b, w_scale[H + D], out=W[H + D])
     return W.T, s, off
 
 
@@ -297,7 +299,7 @@ class _TimeRecurrent:
                 raise ValueError(f"{name}.set_state: {name} has no cell state; pass c=None")
             self.h = h
             return
-        c = np.zeros_like(h) if c is None else np.array(c, dtype=dtype)
+        c = np.zeros(h.shape, dtype=dtype) if c is None else np.array(c, dtype=dtype)
         if c.shape != h.shape:
             raise _shape_error(f"{name}.set_state", "c", str(h.shape), c.shape)
         self.h, self.c = h, c
