@@ -46,6 +46,14 @@ SIZES: dict[str, dict[str, dict[str, int]]] = {
         "attention": dict(N=4, Te=16, Td=12, H=32),
         "seq2seq": dict(N=4, Te=8, Td=6, V=59, D=16, H=28),
     },
+    # The medium widths at the sequence lengths of the book's date task (question 29 tokens,
+    # answer 10 after the start token); not one of the pytest-benchmark cases, for
+    # compare_torch.py --sizes date.
+    "date": {
+        "lstm": dict(N=4, T=29, D=16, H=32),
+        "attention": dict(N=4, Te=29, Td=10, H=32),
+        "seq2seq": dict(N=4, Te=29, Td=10, V=59, D=16, H=28),
+    },
 }
 
 
