@@ -50,7 +50,10 @@ class TimeAffine:
         if xs.ndim != 3 or xs.shape[2] != W.shape[0]:
             raise _shape_error("TimeAffine.forward", "xs", f"(N, T, {W.shape[0]})", xs.shape)
         self.xs = xs = xs.astype(W.dtype, copy=False)  # xs @ W would follow a float64 xs
-        return xs @ W + b
+        N, T, D = xs.shape
+        out = np.dot(xs.reshape(N * T, D), W)  # one 2-D product, then b in place
+        out += b
+        return out.reshape(N, T, -1)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self.xs is None:
@@ -96,22 +99,22 @@ class TimeSoftmaxWithLoss:
             )
         x = xs.reshape(N * T, V)
         t = ts.reshape(N * T)
-        mask = t != self.ignore_label
-        count = int(np.count_nonzero(mask))
-        if count == 0:
-            raise ValueError(
-                f"TimeSoftmaxWithLoss.forward: every label in ts (shape {ts.shape}) equals "
-                f"ignore_label={self.ignore_label}, so the mean loss is 0 / 0; skip such "
-                "batches or give at least one real label"
-            )
-        if count == N * T:
-            mask = None  # nothing ignored: no masking below
+        if self.ignore_label < 0 <= t.min():  # the usual case: every label is a class
+            mask, count = None, N * T
         else:
+            mask = t != self.ignore_label
+            count = int(np.count_nonzero(mask))
+            if count == 0:
+                raise ValueError(
+                    f"TimeSoftmaxWithLoss.forward: every label in ts (shape {ts.shape}) equals "
+                    f"ignore_label={self.ignore_label}, so the mean loss is 0 / 0; skip such "
+                    "batches or give at least one real label"
+                )
             t = np.where(mask, t, 0)  # any valid column; masked out below
-        if t.min() < 0:  # -2 would silently be class V - 2
-            raise _range_error(
-                "TimeSoftmaxWithLoss.forward", "ts", ts, V, ignore_label=self.ignore_label
-            )
+            if t.min() < 0:  # -2 would silently be class V - 2
+                raise _range_error(
+                    "TimeSoftmaxWithLoss.forward", "ts", ts, V, ignore_label=self.ignore_label
+                )
         shifted = x - x.max(axis=1, keepdims=True)
         e = np.exp(shifted)
         total = e.sum(axis=1, keepdims=True)
