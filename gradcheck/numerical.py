@@ -18,6 +18,7 @@ is right. They cost nothing beyond one shared evaluation ``f0 = f()``.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "dot",
     "numerical_gradient",
     "uniform_direction",
+    "uniform_int16",
 ]
 
 
@@ -113,8 +115,9 @@ def directional_derivative(
 ) -> Differences:
     """Central differences of ``f()`` along each direction ``v`` in ``directions``, i.e. the
     numerical ``<grad f, v>``, perturbing ``x`` in place (``x = x0 + eps * v``) and restoring it
-    exactly from one saved copy. ``directions`` may be a generator (one ``v`` alive at a time)
-    of any float dtype (float32 directions halve the memory; the step is formed in float64).
+    exactly from one saved copy when done. ``directions`` may be a generator (one ``v`` alive at
+    a time) of any float dtype (float32 directions halve the memory; the step is formed in
+    float64).
     ``x`` may also be a list of arrays moved together (say, several inputs of one function);
     each ``v`` is then a list of arrays of their shapes.
 
@@ -144,16 +147,13 @@ def directional_derivative(
                 )
             for sign in (1.0, -1.0):  # x = x0 +- eps * v, in x itself: no temporaries
                 for a, u, a0 in zip(xs, vs, saved, strict=True):
-                    a[...] = u
-                    a *= sign * eps
+                    np.multiply(u, sign * eps, out=a, dtype=np.float64)
                     a += a0
                 if sign > 0:
                     f_plus = float(f())
                 else:
                     f_minus = float(f())
-            for a, a0 in zip(xs, saved, strict=True):
-                np.copyto(a, a0)
-            v = vs = u = None  # before the generator draws the next one
+            v = vs = u = None  # before the generator draws the next one (x is restored last)
             central.append((f_plus - f_minus) / (2 * eps))
             right.append((f_plus - f0) / eps)
             left.append((f0 - f_minus) / eps)
@@ -167,36 +167,48 @@ def directional_derivative(
 
 
 def dot(a: np.ndarray, v: np.ndarray) -> float:
-    """<a, v> accumulated in float64, in slices: for a float32 ``v`` no float64 copy of it is
-    made (a direction may be as large as the biggest parameter)."""
+    """<a, v> accumulated in float64, in slices: for a float32 (or int16) ``v`` no float64 copy
+    of it is made whole (a direction may be as large as the biggest parameter)."""
     a, v = a.reshape(-1), v.reshape(-1)
     step = 1 << 14
+    if a.size <= step:
+        return float(np.dot(a, v))
     return float(sum(np.dot(a[i : i + step], v[i : i + step]) for i in range(0, a.size, step)))
 
 
 _PCG64_INCREMENT = 0xDA3E39CB94B95BDB  # any odd constant; the seed alone picks the stream
+_SCALE16 = np.float32(2.0**-15)  # int16 -> [-1, 1), exactly
 _generators = threading.local()
 
 
-def uniform_direction(seed: int, shape: int | tuple[int, ...]) -> np.ndarray:
-    """A random float32 array uniform in [-1, 1), the same for the same ``seed`` (an int below
-    2**64), so a direction can be drawn again instead of kept.
+def uniform_int16(seed: int, size: int) -> np.ndarray:
+    """``size`` random int16 values, uniform over all 65,536, the same for the same ``seed`` (an
+    int below 2**64), so they can be drawn again instead of kept.
 
-    Sets the state of one PCG64 generator per thread directly instead of seeding a new one:
+    Sets the state of one PCG64 bit generator per thread directly instead of seeding a new one:
     ``np.random.default_rng(seed)`` hashes the seed through a SeedSequence (about 10 µs, a
-    tenth of a fast check of a small layer when drawn for every direction); this is 2 µs.
-    (shape) -> (shape) float32
+    tenth of a fast check of a small layer when drawn for every direction); this is 1 µs.
+    Each raw 64-bit draw gives four values, with no conversion pass.
+    (size,) int16
     """
-    generator = getattr(_generators, "generator", None)
-    if generator is None:
-        generator = _generators.generator = np.random.Generator(np.random.PCG64(0))
-    generator.bit_generator.state = {
+    bits = getattr(_generators, "bits", None)
+    if bits is None:
+        bits = _generators.bits = np.random.PCG64(0)
+    bits.state = {
         "bit_generator": "PCG64",
         "state": {"state": int(seed), "inc": _PCG64_INCREMENT},
         "has_uint32": 0,
         "uinteger": 0,
     }
-    v = generator.random(shape, dtype=np.float32)
-    v *= 2
-    v -= 1
-    return v
+    return bits.random_raw((size + 3) // 4).view(np.int16)[:size]
+
+
+def uniform_direction(seed: int, shape: int | tuple[int, ...]) -> np.ndarray:
+    """A random float32 array uniform in [-1, 1) (on the grid of 2**-15), the same for the same
+    ``seed`` (an int below 2**64): :func:`uniform_int16` scaled in one pass, 2.5x faster than
+    ``Generator.random(dtype=np.float32)``, whose draws were a sixth of a fast check.
+    (shape) -> (shape) float32
+    """
+    size = shape if isinstance(shape, int) else math.prod(shape)
+    v = np.multiply(uniform_int16(seed, size), _SCALE16, dtype=np.float32)
+    return v.reshape(shape)
