@@ -10,6 +10,8 @@ per element plus a handful of calls for the contract checks (gradcheck.contract)
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -305,13 +307,18 @@ class _Checker(Harness):
             if s["mode"] == "auto":
                 idx = np.sort(self.rng.choice(n, size=s["max_elements"], replace=False))
                 compared.append(self._compare_elements(t, analytic, idx))
-            # one direction alive at a time, regenerated from its seed for <analytic, v>
+            # one direction alive at a time (<analytic, v> taken while it is), each from its
+            # seed, so a direction to split is drawn again rather than kept
             seeds = self.rng.integers(2**63, size=s["projections"])
+            along: list[float] = []
             d = directional_derivative(
-                self.evaluate, t.array, directions(seeds, shape), eps=s["eps"], f0=self.L0
+                self.evaluate,
+                t.array,
+                _projected(directions(seeds, shape), analytic, along),
+                eps=s["eps"],
+                f0=self.L0,
             )
-            a = np.array([dot(analytic, v) for v in directions(seeds, shape)])
-            compared.append(self._compare_directions(t, analytic, a, d, seeds))
+            compared.append(self._compare_directions(t, analytic, np.array(along), d, seeds))
         entry = _merge(entry, compared)
         if missing:
             note = f"the layer keeps no {t.name} after backward (compared as zeros)"
@@ -328,6 +335,23 @@ class _Checker(Harness):
         s = self.settings
         floor = (s["atol"] + self.noise) / s["rtol"] if s["rtol"] > 0 else 1e-300
         return np.abs(a - n) / np.maximum(np.maximum(np.abs(a), np.abs(n)), floor)
+
+    def _all_agree(self, a: np.ndarray, n: np.ndarray) -> tuple[list[float], list[float]] | None:
+        """The absolute and relative errors of each direction when every numeric value is
+        finite and within :meth:`_tolerance` of its analytic one (which is finite), else None.
+        :meth:`_tolerance` and :meth:`_rel` in plain floats, operation for operation: for the
+        two or so directions per tensor a dozen tiny numpy calls cost more than the rest."""
+        s = self.settings
+        base, rtol = s["atol"] + self.noise, s["rtol"]
+        floor = base / rtol if rtol > 0 else 1e-300
+        errors, relative = [], []
+        for x, y in zip(a.tolist(), n.tolist(), strict=True):
+            error, big = abs(x - y), max(abs(x), abs(y))
+            if not math.isfinite(y) or error > base + rtol * big:
+                return None
+            errors.append(error)
+            relative.append(error / max(big, floor))
+        return (errors, relative) if errors else None
 
     def _compare_elements(
         self, t: Target, analytic: np.ndarray, indices: np.ndarray | None
@@ -499,6 +523,14 @@ class _Checker(Harness):
             )
             self.facts.setdefault("nonfinite_gradients", []).append(t.name)
             return entry
+        agreed = self._all_agree(a, n)
+        if agreed is not None:  # the usual case, in plain floats: the same values as below
+            errors, relative = agreed
+            k = errors.index(max(errors))
+            entry.analytic, entry.numeric = float(a[k]), float(n[k])
+            entry.max_abs_error, entry.max_rel_error = errors[k], max(relative)
+            entry.checked = len(n)
+            return entry
         finite = np.isfinite(n)
         tol = self._tolerance(a, n)
         err = np.where(finite, np.abs(a - n), np.inf)  # NaN compares False: make it inf
@@ -613,8 +645,21 @@ class _Checker(Harness):
         return out
 
 
+def _projected(
+    vs: Iterator[np.ndarray], analytic: np.ndarray, along: list[float]
+) -> Iterator[np.ndarray]:
+    """Pass each direction on, appending ``<analytic, v>`` to ``along`` first: one draw per
+    direction instead of one for the numeric and one for the analytic side."""
+    for v in vs:
+        along.append(dot(analytic, v))
+        yield v
+        v = None  # (so that drawing the next one does not keep two alive)
+
+
 def _merge(entry: Entry, parts: list[Entry]) -> Entry:
     """One entry from the element check and the projection check of one tensor."""
+    if len(parts) == 1:  # made for the same tensor (name, shape, label) as entry: it is the one
+        return parts[0]
     worst = max(parts, key=lambda e: (e.status == "mismatch", e.status == "fail", e.max_rel_error))
     entry.status = (
         "mismatch"

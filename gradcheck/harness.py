@@ -13,9 +13,11 @@ contract checks need to know (``facts``), and counts forward and backward calls.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import types
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -190,11 +192,29 @@ def _param_labels(layer: Any) -> list[str]:
     return [found.get(i, f"params[{i}]") for i in range(len(layer.params))]
 
 
-def _input_labels(layer: Any, n: int) -> list[str]:
+_signatures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _parameters(method: Any) -> list[inspect.Parameter] | None:
+    """The parameters of ``method`` as called (a bound method's without ``self``), or None when
+    Python cannot tell. Kept per function: reading a signature costs about 15 µs, and the same
+    layer class is checked over and over (a tiny check is a few hundred µs)."""
+    func = getattr(method, "__func__", None)
     try:
-        params = list(inspect.signature(layer.forward).parameters.values())
+        return list(_signatures[func])
+    except (KeyError, TypeError):  # not seen yet, or not a method
+        pass
+    try:
+        params = tuple(inspect.signature(method).parameters.values())
     except (TypeError, ValueError):
-        params = []
+        return None
+    with contextlib.suppress(TypeError):  # func is None or not weakly referable: not kept
+        _signatures[func] = params
+    return list(params)
+
+
+def _input_labels(layer: Any, n: int) -> list[str]:
+    params = _parameters(layer.forward) or []
     names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return [f"input[{i}] {names[i]}" if i < len(names) else f"input[{i}]" for i in range(n)]
 
@@ -348,9 +368,8 @@ class Harness:
     def _check_backward_arity(self, k: int) -> None:
         """backward takes one dout per output: say so before Python's own TypeError does."""
         __tracebackhide__ = True
-        try:
-            params = list(inspect.signature(self.layer.backward).parameters.values())
-        except (TypeError, ValueError):
+        params = _parameters(self.layer.backward)
+        if params is None:
             return
         if any(p.kind == p.VAR_POSITIONAL for p in params):
             return
