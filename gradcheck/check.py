@@ -145,6 +145,7 @@ def _run(
         h = _Checker(layer, inputs, settings, rng, state, frozen=frozen if share else None)
         h.prepare(dout)
         entries = h.gradient_entries()
+        h.drop_analytic()
         h.facts["gradients_failed"] = not all(e.passed for e in entries)
         if settings["contract"]:
             entries += _unjudged_when_nonfinite(contract.run(h), h)
@@ -398,12 +399,12 @@ class _Checker(Harness):
                 rel = self._rel(a, n)
                 max_abs = max(max_abs, float(err[valid].max()))
                 max_rel = max(max_rel, float(rel[valid].max()))
-                k = int(np.argmax(np.where(valid, rel, -1.0)))
+                k = int(np.where(valid, rel, -1.0).argmax())
                 if rel[k] > worst_ok[0]:
                     worst_ok = (float(rel[k]), lo + k)
                     worst_numeric[lo + k] = float(n[k])
             if wrong[lo:hi].any():
-                k = int(np.argmax(np.where(wrong[lo:hi], err, -1.0)))
+                k = int(np.where(wrong[lo:hi], err, -1.0).argmax())
                 if err[k] > worst_wrong[0]:
                     worst_wrong = (float(err[k]), lo + k)
                     worst_numeric[lo + k] = float(n[k])

@@ -164,14 +164,14 @@ def _fresh_fingerprints(h: Any) -> list[tuple[str, np.ndarray]]:
     that same computation, so it runs once."""
     h.forward()
     h.zero_grads()
-    h.facts["fresh_fingerprints"] = _gradient_fingerprints(h, h.backward(h.douts))
+    h.facts["fresh_fingerprints"] = _gradient_fingerprints(h, h.backward())
     return h.facts["fresh_fingerprints"]
 
 
 def overwritten(h: Any) -> Entry:
     """A second backward after one forward gives the same gradients (no +=, no edited cache)."""
     first = _fresh_fingerprints(h)
-    second = _gradient_fingerprints(h, h.backward(h.douts))
+    second = _gradient_fingerprints(h, h.backward())
     doubled, changed = [], []
     for (name, a), (_, b) in zip(first, second, strict=True):
         if _scaled(b, a, 1.0):
@@ -271,7 +271,7 @@ def linear(h: Any) -> Entry:
         base = _fresh_fingerprints(h)
     h.forward()
     h.zero_grads()
-    twice = _gradient_fingerprints(h, h.backward([2 * d for d in h.douts]))
+    twice = _gradient_fingerprints(h, h.backward(scale=2.0))
     wrong = [name for (name, a), (_, b) in zip(base, twice, strict=True) if not _scaled(b, a, 2.0)]
     if wrong:
         return _entry(

@@ -275,6 +275,8 @@ class Harness:
         self.h0: np.ndarray | None = None
         self.c0: np.ndarray | None = None
         self.state_arrays: dict[str, np.ndarray] = {}  # "dh" -> the h array the layer holds
+        self.passed_douts: list[Any] | None = None
+        self.share_douts = False
 
     # -- calls ---------------------------------------------------------------------------------
 
@@ -350,20 +352,52 @@ class Harness:
 
         return evaluate
 
-    def backward(self, douts: list[Any]) -> list[Any]:
-        """backward(*douts) on the copy, given copies of douts (kept in ``passed_douts``, so
-        a backward that edits dout is seen and cannot spoil later calls); returns one
-        gradient (or None) per input."""
+    def backward(self, *, scale: float = 1.0) -> list[Any]:
+        """backward(scale * dout) on the copy, for each of ``self.douts``; returns one gradient
+        (or None) per input.
+
+        backward gets copies of the douts (kept in ``passed_douts``, so a backward that edits
+        dout is seen and cannot spoil later calls) until ``share_douts`` is set (the analytic
+        pass saw backward leave dout alone); then the douts themselves, scaled in place and
+        back (exactly: ``scale`` is a power of 2), which saves a copy of the outputs' size at
+        the peak of a check. Their digest is compared before and after the call, and if
+        anything changed them (or a returned gradient is a view of them) they are made anew."""
         __tracebackhide__ = True
         if not getattr(self, "_backward_arity_checked", False):
-            self._check_backward_arity(len(douts))
+            self._check_backward_arity(len(self.douts))
             self._backward_arity_checked = True
         self.backward_calls += 1
-        self.passed_douts = [
-            np.array(d, copy=True) if isinstance(d, np.ndarray) else d for d in douts
-        ]
-        result = self.layer.backward(*self.passed_douts)
-        return self._input_grads(result)
+        if self.scalar or not self.share_douts:
+            self.passed_douts = [
+                d * scale if isinstance(d, np.ndarray) else scale * d for d in self.douts
+            ]  # (d * 1.0 is a copy, bit for bit)
+            return self._input_grads(self.layer.backward(*self.passed_douts))
+        self._renew_changed_douts()
+        douts, grads = self.douts, None
+        try:
+            if scale != 1.0:
+                for d in douts:
+                    d *= scale
+            grads = self._input_grads(self.layer.backward(*douts))
+            return grads
+        finally:
+            if scale != 1.0 and not _views_of(grads, douts):
+                for d in douts:
+                    d /= scale
+            self._renew_changed_douts()
+
+    def _renew_changed_douts(self) -> None:
+        """New ``self.douts``, as :meth:`_make_douts` made them, if something changed them in
+        place (the changed arrays are left to whatever holds them, say a returned gradient):
+        drawn again from the same generator state, or converted again from the caller's."""
+        if _digest(tuple(self.douts)) == self.douts_digest:
+            return
+        given, state = self._dout_source
+        if given is None:
+            again = np.random.Generator(type(self.rng.bit_generator)())
+            again.bit_generator.state = state
+            given = [again.standard_normal(np.shape(d)) for d in self.douts]
+        self.douts = [np.array(d, dtype=np.float64) for d in given]
 
     def _check_backward_arity(self, k: int) -> None:
         """backward takes one dout per output: say so before Python's own TypeError does."""
@@ -429,11 +463,22 @@ class Harness:
             isinstance(out, np.ndarray) and out.ndim == 0
         )
         self.douts = self._make_douts(dout, out)
+        self.douts_digest = _digest(tuple(self.douts))  # (later backwards get them uncopied)
         out = outs0 = None  # (only its digest is kept)
-        # the analytic pass
+        # the analytic pass; what the output tells is taken before backward, so that the output
+        # is not held through it (L's rounding, divided by the step: the numeric noise floor)
         out = self.forward()
+        outs = out if isinstance(out, tuple) else (out,)
+        scale = sum(
+            float(np.sum(np.abs(np.asarray(d) * np.asarray(o))))
+            for d, o in zip(self.douts, outs, strict=False)
+        )
+        self.L0 = self.loss(out)
+        self.noise = _NOISE_FACTOR * _EPS64 * (scale + abs(self.L0)) / self.settings["eps"]
+        self.facts["deterministic"] = _digest(out) == digest0
+        out = outs = None
         self.zero_grads()
-        self.input_grads = self.backward(self.douts)
+        self.input_grads = self.backward()
         self.facts["grads_after"] = [id(g) for g in self.layer.grads]
         self.facts["grads_list_after"] = id(self.layer.grads)
         self.facts["part_grads_after"] = [_grads_ids(obj) for obj, _ in self.facts["part_grads"]]
@@ -443,6 +488,7 @@ class Harness:
             if not np.array_equal(d, passed)
         ]
         self.passed_douts = None  # (not held through the numeric phase)
+        self.share_douts = not self.facts["dout_modified"]  # later backwards get no copies
         # backward must not touch the inputs or params either; put back what it changed
         self.facts["mutated_inputs_backward"] = []
         for i, x in enumerate(self.inputs):
@@ -462,18 +508,8 @@ class Harness:
             "dh": getattr(self.layer, "dh", None),
             "dc": getattr(self.layer, "dc", None),
         }
-        # L's rounding, divided by the step: the numeric gradient's noise floor
-        outs = out if isinstance(out, tuple) else (out,)
-        scale = sum(
-            float(np.sum(np.abs(np.asarray(d) * np.asarray(o))))
-            for d, o in zip(self.douts, outs, strict=False)
-        )
-        self.L0 = self.loss(out)
-        self.noise = _NOISE_FACTOR * _EPS64 * (scale + abs(self.L0)) / self.settings["eps"]
         self.float32_inside = False
         self.evaluate = self._fast_evaluate()  # type: ignore[method-assign]
-        self.facts["deterministic"] = _digest(out) == digest0
-        out = outs = None  # (don't hold outputs through the numeric phase)
         if self.facts["deterministic"]:
             self._probe_precision()
 
@@ -600,8 +636,10 @@ class Harness:
             return [float(dout)]
         outs = out if isinstance(out, tuple) else (out,)
         if dout is None:
+            self._dout_source = (None, self.rng.bit_generator.state)  # to draw them again
             return [self.rng.standard_normal(o.shape) for o in outs]
         given = tuple(dout) if isinstance(dout, (tuple, list)) else (dout,)
+        self._dout_source = (given, None)
         if len(given) != len(outs):
             raise ValueError(
                 f"dout has {len(given)} arrays but {self.name}.forward returns {len(outs)} "
@@ -670,6 +708,13 @@ class Harness:
             out.append(Target(name, name, held, lambda name=name: self.state_grads[name]))
         return out
 
+    def drop_analytic(self) -> None:
+        """After the gradient entries only the dtype and shape of the analytic input and state
+        gradients are read (by the contract checks): hold stand-ins of no size (a broadcast
+        scalar of that dtype and shape) instead, not the arrays, through the contract calls."""
+        self.input_grads = [_stand_in(g) for g in self.input_grads]
+        self.state_grads = {name: _stand_in(g) for name, g in self.state_grads.items()}
+
     def shapes(self) -> dict[str, tuple[int, ...]]:
         labels = [lab.split(" ", 1)[-1] for lab in self.input_labels]
         return {labels[i]: tuple(x.shape) for i, x in enumerate(self.user_inputs)}
@@ -688,6 +733,20 @@ def directions(
         v = uniform_direction(int(seed), size)
         yield v
         v = None  # (so that drawing the next one does not keep two alive)
+
+
+def _views_of(grads: list[Any] | None, douts: list[Any]) -> bool:
+    """Whether a returned gradient may share memory with a dout (an identity backward)."""
+    return grads is not None and any(
+        isinstance(g, np.ndarray) and np.may_share_memory(g, d) for g in grads for d in douts
+    )
+
+
+def _stand_in(g: Any) -> Any:
+    """An array of ``g``'s dtype and shape that holds no memory (``g`` itself if not an array)."""
+    if not isinstance(g, np.ndarray):
+        return g
+    return np.broadcast_to(np.zeros((), dtype=g.dtype), g.shape)
 
 
 def _analytic_along(targets: list[Target], v: list[np.ndarray]) -> float | None:

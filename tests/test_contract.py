@@ -255,3 +255,52 @@ def test_part_grads_outside_the_params_are_named_by_attribute_path():
     entry = _entry(check_layer(layer, *inputs), "grads written in place")
     assert entry.status == "fail"
     assert "grads of decoder.affine.grads[0] instead" in entry.message
+
+
+# --- the checks' own backward calls get dout uncopied (gradcheck.harness.Harness.backward) ---
+
+
+class PassThrough(Scale):
+    """y = x * w + c whose backward hands back (a view of) dout itself as a gradient."""
+
+    def __init__(self, w, c, later=None):
+        super().__init__(w, c)
+        self.later, self.backwards, self.kept = later, 0, []
+
+    def backward(self, dout):
+        super().backward(dout)
+        self.backwards += 1  # (every forward restores it: counts backwards since the forward)
+        if self.later == "edit dout" and self.backwards > 1:
+            dout[0] = 0.0  # a second backward after one forward edits dout
+        if self.later == "keep dout":
+            self.kept.append(dout)  # ... and the next forward edits it
+            return dout * 1.0
+        return dout.reshape(dout.shape)  # a view of dout, not a copy (w = 1 below)
+
+    def forward(self, x):
+        for dout in self.kept:
+            dout[...] = 0.0
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("later", [None, "edit dout", "keep dout"])
+def test_backward_returning_or_editing_dout_leaves_the_checks_own_dout_intact(later):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4))
+    report = check_layer(PassThrough(np.ones(4), rng.standard_normal(4), later), x)
+    linear = _entry(report, "backward linear in dout")
+    assert linear.status == "ok", report  # backward(2 dout) returned 2 dout, not dout
+    if later == "edit dout":  # the second backward got the dout the first one edited
+        assert not report.passed
+        assert _entry(report, "grads overwritten, not accumulated").status == "fail", report
+        assert _entry(report, "dout unmodified").status == "ok"  # the analytic pass saw none
+    else:
+        assert report.passed, report
+
+
+def test_same_report_for_a_given_dout_and_for_the_same_dout_drawn():
+    layer, x = _make()
+    drawn = check_layer(layer, x, seed=3)
+    rng = np.random.default_rng(3)
+    given = check_layer(layer, x, seed=3, dout=rng.standard_normal(x.shape))
+    assert [e.status for e in drawn.entries] == [e.status for e in given.entries]
