@@ -275,7 +275,10 @@ class _Checker(Harness):
     """The harness plus the comparison of its analytic and numeric gradients."""
 
     def gradient_entries(self) -> list[Entry]:
-        return [self._check_target(t) for t in self.targets()]
+        entries = [self._check_target(t) for t in self.targets()]
+        if self.settings["mode"] == "fast" and self.facts["deterministic"]:
+            self._probe_precision(self.first_projections)
+        return entries
 
     def _check_target(self, t: Target) -> Entry:
         s = self.settings
@@ -319,6 +322,7 @@ class _Checker(Harness):
                 eps=s["eps"],
                 f0=self.L0,
             )
+            self.first_projections[id(t.array)] = (int(seeds[0]), float(d.central[0]))
             compared.append(self._compare_directions(t, analytic, np.array(along), d, seeds))
         entry = _merge(entry, compared)
         if missing:

@@ -916,12 +916,27 @@ class ShiftBy1000InFloat32(ShiftBy1000):
         return (x + 1000.0).astype(np.float32).astype(x.dtype)  # BUG
 
 
-def test_float32_inside_is_noted_when_the_loss_is_flat_at_both_steps():
+@pytest.mark.parametrize("mode", ["auto", "fast"])
+def test_float32_inside_is_noted_when_the_loss_is_flat_at_both_steps(mode):
     x = np.array([[0.25, -1.5, 2.0], [3.0, -0.75, 0.5]])  # x + 1000 exact in float32
-    report = check_layer(ShiftBy1000InFloat32(), x)
+    report = check_layer(ShiftBy1000InFloat32(), x, mode=mode)
     assert not report.passed
     assert any("does not change at all" in note for note in report.notes), report
-    assert check_layer(ShiftBy1000(), x).passed  # the twin
+    assert check_layer(ShiftBy1000(), x, mode=mode).passed  # the twin
+
+
+def test_fast_mode_names_float32_inside_from_its_projections_and_two_more_forwards(rng):
+    class Float32Inside(Affine):
+        def forward(self, x):
+            return super().forward(x.astype(np.float32)).astype(np.float64)  # BUG
+
+    layer, x = _affine(rng, cls=Float32Inside)
+    bad = check_layer(layer, x, mode="fast")
+    assert "computes in float32" in str(bad), bad
+    layer, x = _affine(rng)
+    report = check_layer(layer, x, mode="fast", contract=False)
+    assert report.passed, report
+    assert report.forward_calls == 1 + 1 + 2 * 2 * 3 + 2  # probe, analytic, projections, eps/100
 
 
 # --- bad use that would otherwise end in a raw Python error ----------------------------------
