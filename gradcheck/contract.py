@@ -3,8 +3,8 @@
 Each check takes the harness of :mod:`gradcheck.harness` (the layer's float64 copy, its inputs,
 dout, what the analytic pass observed) and returns an :class:`~gradcheck.report.Entry` of kind
 ``"contract"``: ``ok``, ``fail`` (with a message saying what broke and how to fix it) or
-``skipped`` (does not apply). Checks that need calls of their own make a few (at most four
-forwards and three backwards in all), always on the copy.
+``skipped`` (does not apply). Checks that need calls of their own make a few (three forwards
+and three backwards in all, at most five and four), always on the copy.
 """
 
 from __future__ import annotations

@@ -360,9 +360,10 @@ class Harness:
         backward gets copies of the douts (kept in ``passed_douts``, so a backward that edits
         dout is seen and cannot spoil later calls) until ``share_douts`` is set (the analytic
         pass saw backward leave dout alone); then the douts themselves, scaled in place and
-        back (exactly: ``scale`` is a power of 2), which saves a copy of the outputs' size at
-        the peak of a check. Their digest is compared before and after the call, and if
-        anything changed them (or a returned gradient is a view of them) they are made anew."""
+        back (exact for a power of 2 such as the 2 of the linearity check), which saves a copy
+        of the outputs' size at the peak of a check. Their digest is compared before and after
+        the call, and if anything changed them (or a returned gradient is a view of them) they
+        are made anew."""
         __tracebackhide__ = True
         if not getattr(self, "_backward_arity_checked", False):
             self._check_backward_arity(len(self.douts))
