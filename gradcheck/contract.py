@@ -109,7 +109,7 @@ def _path(root: Any, target: Any) -> str:
     return f"a {type(target).__name__} part"
 
 
-def _fingerprint(g: Any, seed: int = 0) -> np.ndarray:
+def _fingerprint(g: Any, seed: int = 0) -> tuple[float, float, float]:
     """A few numbers that change when ``g`` changes and scale with it: ``|g|`` and two
     random projections. Comparing fingerprints instead of copies keeps the contract checks
     from holding a second copy of every gradient."""
@@ -127,25 +127,32 @@ def _fingerprint(g: Any, seed: int = 0) -> np.ndarray:
             del scaled
     # both projections from one draw of int16s, scaled to [-1, 1) after
     r = uniform_int16(seed, 2 * n).reshape(2, n)
-    projections = np.zeros(2)
     step = 1 << 13  # (slices: the int16s are made float64 for the product, not all at once)
-    for i in range(0, n, step):
-        projections += np.dot(r[:, i : i + step], g[i : i + step])
+    if n <= step:
+        projections = np.dot(r, g)
+    else:
+        projections = np.zeros(2)
+        for i in range(0, n, step):
+            projections += np.dot(r[:, i : i + step], g[i : i + step])
     del r
-    return np.array([norm, *(projections * _INT16_SCALE)])
+    first, second = (projections * _INT16_SCALE).tolist()
+    return norm, first, second
 
 
-def _scaled(b: np.ndarray, a: np.ndarray, c: float) -> bool:
-    """Whether fingerprint ``b`` is that of ``c`` times the array of fingerprint ``a``."""
-    norm = float(a[0])
+def _scaled(b: tuple[float, ...], a: tuple[float, ...], c: float) -> bool:
+    """Whether fingerprint ``b`` is that of ``c`` times the array of fingerprint ``a`` (in plain
+    floats: three numbers)."""
+    norm, first, second = a
     if norm == 0.0:
-        return bool(np.all(b == 0))
-    expect = np.array([abs(c) * a[0], c * a[1], c * a[2]])
-    tol = np.array([abs(c) * a[0], abs(c) * norm * 10, abs(c) * norm * 10]) * _EXACT
-    return bool(np.all(np.abs(b - expect) <= tol))
+        return all(x == 0 for x in b)
+    expect = (abs(c) * norm, c * first, c * second)
+    tol = (abs(c) * norm * _EXACT, abs(c) * norm * 10 * _EXACT, abs(c) * norm * 10 * _EXACT)
+    return all(abs(x - e) <= t for x, e, t in zip(b, expect, tol, strict=True))
 
 
-def _gradient_fingerprints(h: Any, input_grads: list[Any]) -> list[tuple[str, np.ndarray]]:
+def _gradient_fingerprints(
+    h: Any, input_grads: list[Any]
+) -> list[tuple[str, tuple[float, float, float]]]:
     out = [
         (name, _fingerprint(g, k))
         for k, (name, g) in enumerate(zip(h.param_names, h.layer.grads, strict=True))
@@ -158,7 +165,7 @@ def _gradient_fingerprints(h: Any, input_grads: list[Any]) -> list[tuple[str, np
     return out
 
 
-def _fresh_fingerprints(h: Any) -> list[tuple[str, np.ndarray]]:
+def _fresh_fingerprints(h: Any) -> list[tuple[str, tuple[float, float, float]]]:
     """Fingerprints of the gradients of backward(dout) right after a restored forward, kept in
     ``h.facts``: the first backward of :func:`overwritten` and the base of :func:`linear` are
     that same computation, so it runs once."""
