@@ -302,6 +302,8 @@ class _Checker(Harness):
             entry.message = f"gradient has shape {analytic.shape}, expected {shape} exactly"
             return entry
         analytic = analytic.astype(np.float64, copy=False)
+        if np.may_share_memory(analytic, t.array):  # a gradient that is the array perturbed
+            analytic = analytic.copy()
         n = t.array.size
         full = s["mode"] == "full" or (s["mode"] == "auto" and n <= s["max_elements"])
         compared = []

@@ -3,8 +3,8 @@
 Each check takes the harness of :mod:`gradcheck.harness` (the layer's float64 copy, its inputs,
 dout, what the analytic pass observed) and returns an :class:`~gradcheck.report.Entry` of kind
 ``"contract"``: ``ok``, ``fail`` (with a message saying what broke and how to fix it) or
-``skipped`` (does not apply). Checks that need calls of their own make a few (three forwards
-and three backwards in all, at most five and four), always on the copy.
+``skipped`` (does not apply). Checks that need calls of their own make a few (two to four
+forwards and three backwards as a rule, at most five and four), always on the copy.
 """
 
 from __future__ import annotations
@@ -273,8 +273,9 @@ def no_memory(h: Any) -> Entry:
 def linear(h: Any) -> Entry:
     """backward(2 * dout) gives twice the gradients of backward(dout)."""
     base = h.facts.get("fresh_fingerprints")
-    if base is None or h.facts["mutated_inputs_backward"]:
-        # (an input that backward changes is not put back before every forward: measure again)
+    if base is None or h.facts["mutated_inputs_backward"] or h.facts["mutated_params"]:
+        # (an input or param that backward changes is not put back before every forward:
+        # measure again)
         base = _fresh_fingerprints(h)
     h.forward()
     h.zero_grads()

@@ -490,7 +490,15 @@ class Harness:
             if not np.array_equal(d, passed)
         ]
         self.passed_douts = None  # (not held through the numeric phase)
-        self.share_douts = not self.facts["dout_modified"]  # later backwards get no copies
+        # later backwards get the douts uncopied, unless backward edited them or rebound a grad
+        # (a grads[k] = dout would make the douts and the grads one array from then on)
+        rebound = self.facts["grads_after"] != self.facts["grads_before"] or any(
+            after != ids
+            for (_, ids), after in zip(
+                self.facts["part_grads"], self.facts["part_grads_after"], strict=True
+            )
+        )
+        self.share_douts = not self.facts["dout_modified"] and not rebound
         # backward must not touch the inputs or params either; put back what it changed
         self.facts["mutated_inputs_backward"] = []
         for i, x in enumerate(self.inputs):

@@ -209,6 +209,6 @@ def uniform_direction(seed: int, shape: int | tuple[int, ...]) -> np.ndarray:
     ``Generator.random(dtype=np.float32)``, whose draws were a sixth of a fast check.
     (shape) -> (shape) float32
     """
-    size = shape if isinstance(shape, int) else math.prod(shape)
+    size = int(shape) if isinstance(shape, (int, np.integer)) else math.prod(shape)
     v = np.multiply(uniform_int16(seed, size), _SCALE16, dtype=np.float32)
     return v.reshape(shape)

@@ -1008,3 +1008,29 @@ def test_zero_dim_gradient_returned_as_a_numpy_scalar_is_accepted():
     assert check_layer(Square0d(), x).passed
     report = check_layer(Square0dWrong(), x)
     assert _entry(report, "input[0]").status == "mismatch", report
+
+
+class HalfSquare:
+    """L = sum(x**2) / 2; backward returns dout * x, and x itself (the array the checker
+    perturbs) when dout == 1, or a copy with ``copy=True``."""
+
+    def __init__(self, copy: bool = False):
+        self.params, self.grads, self.x, self.copy = [], [], None, copy
+
+    def forward(self, x):
+        self.x = x
+        return 0.5 * float(np.sum(x * x))
+
+    def backward(self, dout=1.0):
+        if dout != 1:
+            return dout * self.x
+        return self.x.copy() if self.copy else self.x
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_gradient_that_is_the_perturbed_array_is_checked_like_its_copy(mode):
+    x = 1e-4 * np.random.default_rng(0).standard_normal(400)
+    aliased = check_layer(HalfSquare(), x, mode=mode, contract=False)
+    copied = check_layer(HalfSquare(copy=True), x, mode=mode, contract=False)
+    assert aliased.passed and copied.passed, aliased
+    assert aliased.to_dict() == copied.to_dict()

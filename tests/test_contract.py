@@ -304,3 +304,28 @@ def test_same_report_for_a_given_dout_and_for_the_same_dout_drawn():
     rng = np.random.default_rng(3)
     given = check_layer(layer, x, seed=3, dout=rng.standard_normal(x.shape))
     assert [e.status for e in drawn.entries] == [e.status for e in given.entries]
+
+
+class AddRebindsGradToDout:
+    """y = x + B; backward rebinds grads[0] to dout itself (a contract violation)."""
+
+    def __init__(self, B):
+        self.params, self.grads = [B], [np.zeros_like(B)]
+
+    def forward(self, x):
+        return x + self.params[0]
+
+    def backward(self, dout):
+        self.grads[0] = dout
+        return dout.copy()
+
+
+def test_grad_rebound_to_dout_is_blamed_on_grads_in_place_only():
+    # the douts that later backwards share must not be the grads: backward(2 dout) would make
+    # grads[0] the doubled dout and dividing it back would hide the doubling
+    rng = np.random.default_rng(0)
+    report = check_layer(
+        AddRebindsGradToDout(rng.standard_normal((3, 4))), rng.standard_normal((3, 4))
+    )
+    failed = {e.name for e in report.entries if e.kind == "contract" and e.status == "fail"}
+    assert failed == {"grads written in place"}, report

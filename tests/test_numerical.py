@@ -105,3 +105,7 @@ def test_directional_derivative_moves_several_arrays_together():
     assert np.array_equal(x, before[0]) and np.array_equal(y, before[1])
     with pytest.raises(ValueError, match="must be float arrays of the shapes of x"):
         directional_derivative(lambda: 0.0, [x, y], [[v[0]]])
+
+
+def test_uniform_direction_takes_a_numpy_integer_size():
+    assert np.array_equal(uniform_direction(1, np.int64(5)), uniform_direction(1, (5,)))
