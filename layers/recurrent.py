@@ -10,6 +10,7 @@ the initial state in ``dh`` (and ``dc``, which the book does not keep).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -61,19 +62,31 @@ def _lstm_stacked_weights(Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, N: int)
     return W.T, s, off
 
 
-@functools.lru_cache(maxsize=32)
+#: Constants up to this many elements are stored full-size; larger ones are broadcast views.
+_FULL_SIZE = 1 << 13
+
+
+@functools.lru_cache(maxsize=16)
 def _lstm_scales(H: int, D: int, N: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
-    """Read-only constants of _lstm_stacked_weights, full-size rather than broadcast rows or
-    columns: same-shape operands skip NumPy's broadcasting loop, about twice as fast on
-    these small blocks."""
+    """Read-only constants of _lstm_stacked_weights: w_scale (H + D + 1, 4H), s, off (4H, N).
+
+    Small ones are full-size arrays rather than broadcast rows or columns: same-shape operands
+    skip NumPy's broadcasting loop, about twice as fast on a small step's blocks. Large ones
+    are broadcast views (no memory held; there the loop costs nothing measurable)."""
     scale = np.full(4 * H, 0.5, dtype=dtype)
     scale[H : 2 * H] = 1
-    w_scale = np.tile(scale, (H + D + 1, 1))
-    s = np.tile(scale[:, None], (1, N))
-    off = s.copy()
-    off[H : 2 * H] = 0
-    for a in (w_scale, s, off):
-        a.flags.writeable = False
+    offset = np.where(scale == 1, 0, 0.5).astype(dtype)
+
+    def constant(row: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        if math.prod(shape) > _FULL_SIZE:
+            return np.broadcast_to(row, shape)
+        full = np.ascontiguousarray(np.broadcast_to(row, shape))
+        full.flags.writeable = False
+        return full
+
+    w_scale = constant(scale, (H + D + 1, 4 * H))
+    s = constant(scale[:, None], (4 * H, N))
+    off = constant(offset[:, None], (4 * H, N))
     return w_scale, s, off
 
 

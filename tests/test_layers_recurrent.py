@@ -302,3 +302,15 @@ def test_time_layer_matches_torch_with_the_same_weights(cls, gates):
     np.testing.assert_allclose(layer.dh, h_t.grad.numpy()[0], **tol)
     if cls is TimeLSTM:
         np.testing.assert_allclose(layer.dc, c_t.grad.numpy()[0], **tol)
+
+
+def test_lstm_constants_hold_little_memory_whatever_the_sizes():
+    # cached per (H, D, N, dtype): large ones must be broadcast views, or every batch size
+    # seen (generate, fuzzing) would keep a weight-sized array alive
+    from layers.recurrent import _FULL_SIZE, _lstm_scales
+
+    for N in (1, 2, 64):
+        for a in _lstm_scales(256, 256, N, np.dtype(np.float64)):
+            held = a.nbytes if a.base is None else a.base.nbytes
+            assert held <= 8 * _FULL_SIZE, (N, a.shape, held)
+            assert not a.flags.writeable
