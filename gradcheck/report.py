@@ -225,7 +225,11 @@ def describe_pattern(
 
 
 def _slice_pattern(wrong: np.ndarray) -> str | None:
-    """'wrong only at index t of axis k' or 'only in gate block j of axis k'."""
+    """'wrong only at index t of axis k' or 'only in gate block j of axis k'.
+
+    Gate blocks are looked for on the last axis only, where recurrent layers keep their 3 or 4
+    gates side by side (Wx (D, 4H), Wh (H, 4H), b (4H,)): on another axis a run of wrong
+    rows (say the ids an Embedding saw) is no gate."""
     best = None
     for axis in range(wrong.ndim):
         size = wrong.shape[axis]
@@ -241,8 +245,8 @@ def _slice_pattern(wrong: np.ndarray) -> str | None:
             text = f"wrong only at index {t}{last} of axis {axis} (size {size})"
             if best is None:
                 best = text
-        for blocks in (4, 3):
-            if size % blocks or size < blocks * 1:
+        for blocks in (4, 3) if axis == wrong.ndim - 1 else ():
+            if size % blocks:
                 continue
             H = size // blocks
             j = int(hit[0]) // H

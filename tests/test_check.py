@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from gradcheck import GradientMismatch, assert_layer, check_layer
+from gradcheck.report import describe_pattern
 
 
 def _grads_like(params):
@@ -267,6 +268,15 @@ def test_checker_names_the_wrong_gate_block(rng):
     assert entry.status == "mismatch"
     assert "gate block 2 of 4 along axis 1 (indices 6..8)" in entry.pattern
     assert check_layer(Gates(W), x).passed
+
+
+def test_rows_wrong_together_on_a_first_axis_are_not_called_a_gate_block():
+    # an Embedding W (V, D) wrong in rows 0..2 (the ids it saw): rows are no gates
+    wrong = np.zeros((12, 8), dtype=bool)
+    wrong[:3] = True
+    numeric = np.ones((12, 8))
+    pattern = describe_pattern(np.where(wrong, 2.0, 1.0), numeric, wrong)
+    assert pattern is None or "gate" not in pattern
 
 
 def test_report_text_lists_worst_element_tolerances_and_reproduce_line(rng):
