@@ -162,8 +162,10 @@ class Report:
             head = f"{self.layer} passes: gradients hold; contract not checked ({tol})"
         elif gradients_ok:
             head = f"{self.layer} breaks the layer contract ({tol})"
-        else:
+        elif any(e.status == "mismatch" for e in self.gradients):
             head = f"{self.layer}.backward disagrees with central differences ({tol})"
+        else:  # no value disagrees: a gradient could not be compared (shape, NaN forward)
+            head = f"{self.layer}: a gradient could not be checked ({tol})"
         lines = [head]
         lines += [e.line() for e in self.gradients]
         lines += [e.line() for e in self.contract]
