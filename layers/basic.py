@@ -26,7 +26,10 @@ def _shape_error(where: str, name: str, expected: str, got: tuple[int, ...]) -> 
 
 
 def _no_forward(where: str) -> RuntimeError:
-    return RuntimeError(f"{where}: call forward before backward (no forward has run yet)")
+    return RuntimeError(
+        f"{where}: call forward before backward (backward needs the caches of a forward; none "
+        "has run since the layer was made, or a model's generate ran after it)"
+    )
 
 
 def _range_error(

@@ -275,7 +275,9 @@ class Decoder:
         _check_generate(where, start_id, sample_size, self.vocab_size)
         _check_state(where, "h", h, (None, self.hidden_size), "(N, H)")
         self._start(h)
-        return _greedy(self._step, h.shape[0], start_id, sample_size)
+        sampled = _greedy(self._step, h.shape[0], start_id, sample_size)
+        self.affine.xs = None  # generate's one-token steps are no forward backward can use
+        return sampled
 
 
 class PeekyDecoder(Decoder):
@@ -411,6 +413,7 @@ class AttentionDecoder:
             return scores
 
         sampled = _greedy(step, enc_hs.shape[0], start_id, sample_size)
+        self.affine.xs = None  # generate's one-token steps are no forward backward can use
         N, Te, _ = enc_hs.shape
         empty = np.empty((N, 0, Te), dtype=enc_hs.dtype)
         self.attention_weights = np.concatenate(steps, axis=1) if steps else empty

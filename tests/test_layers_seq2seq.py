@@ -150,6 +150,21 @@ def test_generate_is_greedy_decoding_of_forward(cls):
 
 
 @pytest.mark.parametrize("cls", MODELS)
+def test_backward_after_generate_asks_for_a_forward_first(cls):
+    # generate leaves one-token caches: a backward on them would check dscores against the
+    # last step and return gradients of nothing the caller computed
+    rng = np.random.default_rng(3)
+    model = cls(7, 4, 6, rng=0)
+    xs, ts = rng.integers(0, 7, (2, 5)), rng.integers(0, 7, (2, 4))
+    model.forward(xs, ts)
+    model.generate(xs, 0, 3)
+    with pytest.raises(RuntimeError, match=r"call forward before backward.*generate"):
+        model.backward()
+    model.forward(xs, ts)
+    model.backward()  # a forward makes it usable again
+
+
+@pytest.mark.parametrize("cls", MODELS)
 @pytest.mark.parametrize("sample_size", [0, 1, 3])
 def test_generate_stops_at_the_requested_length(cls, sample_size):
     model = cls(5, 2, 3, rng=0)
