@@ -146,6 +146,15 @@ def _check_weights(name: str, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, gat
         raise _shape_error(name, "b", f"({gates * H},)", b.shape)
 
 
+def _own_weights(layer, name: str, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, gates: int):
+    """Check (Wx, Wh, b) for ``gates`` gates side by side and make them ``layer``'s params,
+    with zero grads: what every cell and Time layer here starts with."""
+    _check_weights(name, Wx, Wh, b, gates)
+    layer.params = [Wx, Wh, b]
+    layer.grads = [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
+    layer.param_names = ["Wx", "Wh", "b"]
+
+
 # --- cells ---
 
 
@@ -169,10 +178,7 @@ class RNN:
     """
 
     def __init__(self, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray) -> None:
-        _check_weights("RNN", Wx, Wh, b, 1)
-        self.params = [Wx, Wh, b]
-        self.grads = [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
-        self.param_names = ["Wx", "Wh", "b"]
+        _own_weights(self, "RNN", Wx, Wh, b, 1)
         self.cache = None
 
     def forward(self, x: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
@@ -206,10 +212,7 @@ class LSTM:
     """
 
     def __init__(self, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray) -> None:
-        _check_weights("LSTM", Wx, Wh, b, 4)
-        self.params = [Wx, Wh, b]
-        self.grads = [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
-        self.param_names = ["Wx", "Wh", "b"]
+        _own_weights(self, "LSTM", Wx, Wh, b, 4)
         self.cache = None
 
     def forward(
@@ -252,10 +255,7 @@ class GRU:
     """
 
     def __init__(self, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray) -> None:
-        _check_weights("GRU", Wx, Wh, b, 3)
-        self.params = [Wx, Wh, b]
-        self.grads = [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
-        self.param_names = ["Wx", "Wh", "b"]
+        _own_weights(self, "GRU", Wx, Wh, b, 3)
         self.cache = None
 
     def forward(self, x: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
@@ -291,10 +291,8 @@ class _TimeRecurrent:
 
     _has_cell = False
 
-    def _init(self, Wx, Wh, b, stateful: bool) -> None:
-        self.params = [Wx, Wh, b]
-        self.grads = [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
-        self.param_names = ["Wx", "Wh", "b"]
+    def _init(self, Wx, Wh, b, gates: int, stateful: bool) -> None:
+        _own_weights(self, type(self).__name__, Wx, Wh, b, gates)
         self.stateful = stateful
         self.h = self.c = None  # current state; None before the first forward
         self.dh = self.dc = None  # gradient of the initial state, set by backward
@@ -351,8 +349,7 @@ class TimeRNN(_TimeRecurrent):
     """
 
     def __init__(self, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, stateful: bool = False):
-        _check_weights("TimeRNN", Wx, Wh, b, 1)
-        self._init(Wx, Wh, b, stateful)
+        self._init(Wx, Wh, b, 1, stateful)
 
     def forward(self, xs: np.ndarray) -> np.ndarray:
         Wx, Wh, b = self.params
@@ -402,8 +399,7 @@ class TimeLSTM(_TimeRecurrent):
     _has_cell = True
 
     def __init__(self, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, stateful: bool = False):
-        _check_weights("TimeLSTM", Wx, Wh, b, 4)
-        self._init(Wx, Wh, b, stateful)
+        self._init(Wx, Wh, b, 4, stateful)
 
     def forward(self, xs: np.ndarray) -> np.ndarray:
         Wx, Wh, b = self.params
@@ -495,8 +491,7 @@ class TimeGRU(_TimeRecurrent):
     """
 
     def __init__(self, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, stateful: bool = False):
-        _check_weights("TimeGRU", Wx, Wh, b, 3)
-        self._init(Wx, Wh, b, stateful)
+        self._init(Wx, Wh, b, 3, stateful)
 
     def forward(self, xs: np.ndarray) -> np.ndarray:
         Wx, Wh, b = self.params
