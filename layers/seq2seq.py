@@ -58,12 +58,17 @@ def _embed_and_lstm(
     return embed, lstm
 
 
-def _check_args(where: str, dtype, **sizes: int) -> None:
-    for name, size in sizes.items():
+def _start_part(part, V: int, D: int, H: int, dtype, rng: RngLike) -> np.random.Generator:
+    """Check an encoder's or decoder's constructor arguments, keep ``vocab_size`` and
+    ``hidden_size`` on it, and return the generator its weights are drawn from."""
+    where = type(part).__name__
+    for name, size in {"vocab_size": V, "wordvec_size": D, "hidden_size": H}.items():
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"{where}: {name}={size!r} must be an int >= 1")
     if np.dtype(dtype).kind != "f":
         raise ValueError(f"{where}: dtype={dtype!r} must be a float type; try dtype=np.float64")
+    part.vocab_size, part.hidden_size = V, H
+    return np.random.default_rng(rng)
 
 
 def _check_ids(where: str, name: str, ids: object, vocab_size: int, *, allow: int | None = None):
@@ -153,9 +158,7 @@ class Encoder:
         rng: RngLike = None,
     ) -> None:
         V, D, H = vocab_size, wordvec_size, hidden_size
-        _check_args(type(self).__name__, dtype, vocab_size=V, wordvec_size=D, hidden_size=H)
-        rng = np.random.default_rng(rng)
-        self.vocab_size, self.hidden_size = V, H
+        rng = _start_part(self, V, D, H, dtype, rng)
         self.embed, self.lstm = _embed_and_lstm(rng, V, D, H, dtype, lstm_in=D, stateful=False)
         self.params, self.grads, self.param_names = _named({"embed": self.embed, "lstm": self.lstm})
         self.hs_shape: tuple[int, ...] | None = None
@@ -229,9 +232,7 @@ class Decoder:
         rng: RngLike = None,
     ) -> None:
         V, D, H = vocab_size, wordvec_size, hidden_size
-        _check_args(type(self).__name__, dtype, vocab_size=V, wordvec_size=D, hidden_size=H)
-        rng = np.random.default_rng(rng)
-        self.vocab_size, self.hidden_size = V, H
+        rng = _start_part(self, V, D, H, dtype, rng)
         lstm_in, affine_in = self._widths(D, H)
         self.embed, self.lstm = _embed_and_lstm(rng, V, D, H, dtype, lstm_in=lstm_in, stateful=True)
         self.affine = TimeAffine(
@@ -347,9 +348,7 @@ class AttentionDecoder:
         rng: RngLike = None,
     ) -> None:
         V, D, H = vocab_size, wordvec_size, hidden_size
-        _check_args(type(self).__name__, dtype, vocab_size=V, wordvec_size=D, hidden_size=H)
-        rng = np.random.default_rng(rng)
-        self.vocab_size, self.hidden_size = V, H
+        rng = _start_part(self, V, D, H, dtype, rng)
         self.embed, self.lstm = _embed_and_lstm(rng, V, D, H, dtype, lstm_in=D, stateful=True)
         self.attention = TimeAttention()
         self.affine = TimeAffine(
