@@ -18,24 +18,23 @@ __all__ = ["MODES", "OPTIONS", "Option", "check_options", "describe"]
 MODES = ("auto", "full", "fast")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an int; try 10") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1; try 10")
-    return value
+def _int_at_least(lowest: int, example: str) -> Callable[[str], int]:
+    """An argparse ``type``: an int >= ``lowest``, or an error suggesting ``example``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an int; try {example}") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {lowest}; try {example}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an int; try 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0; try 0")
-    return value
+_positive_int = _int_at_least(1, "10")
+_seed = _int_at_least(0, "0")
 
 
 def _positive_float(text: str) -> float:
