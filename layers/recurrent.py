@@ -339,6 +339,15 @@ class _TimeRecurrent:
             c = np.zeros_like(self.h)
         return self.h, c
 
+    def _input_part(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """h0 (N, H), the input part ax = xs @ Wx + b of every step at once (N, T, gH), and
+        an empty hs (N, T, H): how TimeRNN's and TimeGRU's forward begin."""
+        Wx, Wh, b = self.params
+        h0, _ = self._start(xs)
+        N, T, D = xs.shape
+        ax = (xs.reshape(N * T, D) @ Wx + b).astype(b.dtype, copy=False).reshape(N, T, -1)
+        return h0, ax, np.empty((N, T, Wh.shape[0]), dtype=Wh.dtype)
+
 
 class TimeRNN(_TimeRecurrent):
     """Elman RNN unrolled over T steps; Wx, Wh, b shared across time.
@@ -352,12 +361,9 @@ class TimeRNN(_TimeRecurrent):
         self._init(Wx, Wh, b, 1, stateful)
 
     def forward(self, xs: np.ndarray) -> np.ndarray:
-        Wx, Wh, b = self.params
-        h0, _ = self._start(xs)
-        N, T, D = xs.shape
-        ax = (xs.reshape(N * T, D) @ Wx + b).astype(b.dtype, copy=False)  # input part, all steps
-        ax = ax.reshape(N, T, -1)
-        hs = np.empty((N, T, Wh.shape[0]), dtype=Wh.dtype)
+        Wh = self.params[1]
+        h0, ax, hs = self._input_part(xs)
+        T = xs.shape[1]
         h = h0
         for t in range(T):
             h = _rnn_step(ax[:, t] + h @ Wh)
@@ -494,12 +500,9 @@ class TimeGRU(_TimeRecurrent):
         self._init(Wx, Wh, b, 3, stateful)
 
     def forward(self, xs: np.ndarray) -> np.ndarray:
-        Wx, Wh, b = self.params
-        h0, _ = self._start(xs)
-        N, T, D = xs.shape
-        ax = (xs.reshape(N * T, D) @ Wx + b).astype(b.dtype, copy=False)  # input part, all steps
-        ax = ax.reshape(N, T, -1)
-        hs = np.empty((N, T, Wh.shape[0]), dtype=Wh.dtype)
+        Wh = self.params[1]
+        h0, ax, hs = self._input_part(xs)
+        T = xs.shape[1]
         steps = []
         h = h0
         for t in range(T):
