@@ -19,6 +19,7 @@ import numpy as np
 from gradcheck import contract
 from gradcheck.harness import Harness, Target, directions, unfreeze
 from gradcheck.numerical import Differences, directional_derivative, dot, numerical_gradient
+from gradcheck.options import Settings
 from gradcheck.report import Entry, Report, describe_pattern
 
 __all__ = ["GradientMismatch", "assert_layer", "check_layer"]
@@ -86,7 +87,7 @@ def check_layer(
       context: shown on the report's ``reproduce:`` line (case id, dims, seed).
     """
     __tracebackhide__ = True
-    settings = _validate_options(
+    cfg = Settings(
         eps=eps,
         rtol=rtol,
         atol=atol,
@@ -94,9 +95,13 @@ def check_layer(
         seed=seed,
         max_elements=max_elements,
         projections=projections,
+        contract=contract,
         context=context,
     )
-    settings["contract"] = bool(contract)
+    settings = {
+        k: getattr(cfg, k) for k in ("eps", "rtol", "atol", "mode", "max_elements", "projections")
+    }
+    settings["contract"] = cfg.contract
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31))
     _validate_layer(layer)
@@ -155,47 +160,6 @@ def _run(
 
 
 # --- validation -----------------------------------------------------------------------------
-
-
-def _validate_options(**o: Any) -> dict[str, Any]:
-    for name, fix in (("eps", "1e-6"), ("rtol", "1e-5"), ("atol", "1e-8")):
-        value = o[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-            raise TypeError(f"{name}={value!r} must be a number; try {name}={fix}")
-        if not np.isfinite(value):
-            raise ValueError(f"{name}={value} must be finite; try {name}={fix}")
-    if not o["eps"] > 0:
-        raise ValueError(f"eps={o['eps']} must be > 0; try eps=1e-6")
-    if o["eps"] > 0.1:
-        raise ValueError(f"eps={o['eps']} is too large for a derivative; try eps=1e-6")
-    for name in ("rtol", "atol"):
-        if o[name] < 0:
-            raise ValueError(f"{name}={o[name]} must be >= 0; try {name}=1e-5")
-    if o["rtol"] == 0 and o["atol"] == 0:
-        raise ValueError("rtol=0 and atol=0 accept no rounding at all; try rtol=1e-5")
-    if o["mode"] not in MODES:
-        raise ValueError(f"mode={o['mode']!r} must be one of {MODES}; try mode='auto'")
-    seed = o["seed"]
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"seed={seed!r} must be an int or None; try seed=0")
-    if seed is not None and seed < 0:
-        raise ValueError(f"seed={seed} must be >= 0; try seed=0")
-    for name, fix in (("max_elements", "1000"), ("projections", "2")):
-        value = o[name]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name}={value!r} must be an int; try {name}={fix}")
-        if value < 1:
-            raise ValueError(f"{name}={value} must be >= 1; try {name}={fix}")
-    if o["context"] is not None and not isinstance(o["context"], str):
-        raise TypeError(f"context={o['context']!r} must be a str or None")
-    return {
-        "eps": float(o["eps"]),
-        "rtol": float(o["rtol"]),
-        "atol": float(o["atol"]),
-        "mode": o["mode"],
-        "max_elements": int(o["max_elements"]),
-        "projections": int(o["projections"]),
-    }
 
 
 def _validate_layer(layer: Any) -> None:

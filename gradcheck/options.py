@@ -1,21 +1,132 @@
-"""The options shared by the command line (``--mode``) and the pytest plugin (``--gradcheck-mode``).
+"""The checker's settings, and the options that set them from the command line and pytest.
 
-Defined once here so the two spell, parse, document and default them the same way. ``None`` as a
-default means "the checker's own default" (:func:`gradcheck.check_layer`'s signature), which the
-help text quotes.
+:class:`Settings` is what every check runs under: a frozen dataclass that validates itself, so a
+bad value is refused before any work with a message naming it and a value to try. The command
+line (``--mode``) and the pytest plugin (``--gradcheck-mode``) spell, parse and document their
+options from one table here, :data:`OPTIONS`; ``None`` as an option's default means "the
+checker's own default", the :class:`Settings` field's, which the help text quotes.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["MODES", "OPTIONS", "Option", "check_options", "describe"]
+import numpy as np
+
+__all__ = ["CONTRACT_CHECKS", "MODES", "OPTIONS", "Option", "Settings", "check_options", "describe"]
 
 MODES = ("auto", "full", "fast")
+
+#: The contract checks by the names a report prints, in report order (``skip=`` takes these).
+CONTRACT_CHECKS = (
+    "grads parallel to params",
+    "grads written in place",
+    "grads overwritten, not accumulated",
+    "arguments unmodified",
+    "params unmodified",
+    "dout unmodified",
+    "forward deterministic",
+    "stateful=False keeps no memory",
+    "backward linear in dout",
+    "output dtype follows params",
+    "gradient shapes match inputs",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one check runs under; validated on construction (``Settings(eps=0)`` raises
+    ``ValueError: eps=0 must be > 0; try eps=1e-6``).
+
+    eps: finite-difference step; rtol, atol: an element passes when
+      ``|analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|) + noise``, where noise
+      is the rounding of the loss divided by the step.
+    mode: "full" every element; "fast" ``projections`` random directions per tensor; "auto"
+      full up to ``max_elements`` per tensor, beyond that ``max_elements`` sampled elements plus
+      ``projections`` directions.
+    seed: seeds dout, the random initial state and the sampled elements (None: a fresh one,
+      shown in the report).
+    contract: False skips every contract check; skip: contract checks to leave out, by the
+      names the report prints (:data:`CONTRACT_CHECKS`).
+    context: shown on the report's ``reproduce:`` line (case id, dims, seed).
+    """
+
+    eps: float = 1e-6
+    rtol: float = 1e-5
+    atol: float = 1e-8
+    mode: str = "auto"
+    seed: int | None = 0
+    max_elements: int = 1000
+    projections: int = 2
+    contract: bool = True
+    skip: tuple[str, ...] = ()
+    context: str | None = None
+
+    def __post_init__(self) -> None:
+        __tracebackhide__ = True
+        for name, fix in (("eps", "1e-6"), ("rtol", "1e-5"), ("atol", "1e-8")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+                raise TypeError(f"{name}={value!r} must be a number; try {name}={fix}")
+            if not np.isfinite(value):
+                raise ValueError(f"{name}={value} must be finite; try {name}={fix}")
+            object.__setattr__(self, name, float(value))
+        if not self.eps > 0:
+            raise ValueError(f"eps={self.eps:g} must be > 0; try eps=1e-6")
+        if self.eps > 0.1:
+            raise ValueError(f"eps={self.eps:g} is too large for a derivative; try eps=1e-6")
+        for name, fix in (("rtol", "1e-5"), ("atol", "1e-8")):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name):g} must be >= 0; try {name}={fix}")
+        if self.rtol == 0 and self.atol == 0:
+            raise ValueError("rtol=0 and atol=0 accept no rounding at all; try rtol=1e-5")
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r} must be one of {MODES}; try mode='auto'")
+        seed = self.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"seed={seed!r} must be an int or None; try seed=0")
+        if seed is not None and seed < 0:
+            raise ValueError(f"seed={seed} must be >= 0; try seed=0")
+        if seed is not None:
+            object.__setattr__(self, "seed", int(seed))
+        for name, fix in (("max_elements", "1000"), ("projections", "2")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name}={value!r} must be an int; try {name}={fix}")
+            if value < 1:
+                raise ValueError(f"{name}={value} must be >= 1; try {name}={fix}")
+            object.__setattr__(self, name, int(value))
+        object.__setattr__(self, "contract", bool(self.contract))
+        object.__setattr__(self, "skip", _skip_names(self.skip))
+        if self.context is not None and not isinstance(self.context, str):
+            raise TypeError(f"context={self.context!r} must be a str or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a report shows them (JSON-able)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "context"}
+        out["skip"] = list(self.skip)
+        return out
+
+
+def _skip_names(skip: Any) -> tuple[str, ...]:
+    __tracebackhide__ = True
+    if isinstance(skip, str):
+        skip = (skip,)
+    try:
+        names = tuple(skip)
+    except TypeError:
+        raise TypeError(
+            f"skip={skip!r} must be contract check names, e.g. skip=('grads overwritten, "
+            "not accumulated',)"
+        ) from None
+    unknown = [n for n in names if n not in CONTRACT_CHECKS]
+    if unknown:
+        valid = "; ".join(repr(n) for n in CONTRACT_CHECKS)
+        raise ValueError(f"skip={unknown[0]!r} is not a contract check; the checks are: {valid}")
+    return names
 
 
 def _int_at_least(lowest: int, example: str) -> Callable[[str], int]:
@@ -108,12 +219,9 @@ _CHECK_KEYS = ("mode", "rtol", "atol", "eps")
 
 
 def _checker_default(name: str) -> Any:
-    try:
-        from gradcheck.check import check_layer
-    except ImportError:  # while the package is half-installed; never break `--help`
-        return "?"
-    param = inspect.signature(check_layer).parameters.get(name)
-    return "?" if param is None else param.default
+    """The :class:`Settings` default of ``name`` ("?" for a name that is no setting)."""
+    field = {f.name: f for f in fields(Settings)}.get(name)
+    return "?" if field is None else field.default
 
 
 def check_options(settings: Mapping[str, Any]) -> dict[str, Any]:
