@@ -22,7 +22,7 @@ from gradcheck.numerical import Differences, directional_derivative, dot, numeri
 from gradcheck.options import Settings
 from gradcheck.report import Entry, Report, describe_pattern
 
-__all__ = ["GradientMismatch", "assert_layer", "check_layer"]
+__all__ = ["GradientMismatch", "assert_layer", "check", "check_layer"]
 
 MODES = ("auto", "full", "fast")
 #: At most this many suspected kinks per gradient are re-measured with a 10x smaller step.
@@ -49,6 +49,14 @@ def assert_layer(layer: Any, *inputs: Any, **options: Any) -> Report:
     if not report.passed:
         raise GradientMismatch(report)
     return report
+
+
+def check(subject: Any, *inputs: Any, **options: Any) -> Report:
+    """Check any subject a case builder may return (a layer, or one made by
+    :func:`gradcheck.function`, :func:`gradcheck.pair`, :func:`gradcheck.loss`,
+    :func:`gradcheck.layer`) at ``inputs``."""
+    __tracebackhide__ = True
+    return check_layer(subject, *inputs, **options)
 
 
 def check_layer(
