@@ -1,21 +1,50 @@
-"""Verify hand-written NumPy layers: gradients, hidden state and the layer contract.
+"""Verify hand-written backward passes: gradients, hidden state and the layer contract.
 
 import gradcheck
-report = gradcheck.check_layer(layer, x)      # never raises for a wrong gradient
-gradcheck.assert_layer(layer, x)              # raises GradientMismatch with the report
+report = gradcheck.check_layer(layer, x)              # never raises for a wrong gradient
+gradcheck.assert_layer(layer, x)                      # raises GradientMismatch with the report
+gradcheck.assert_function(f, f_vjp, x, W)             # a function and its hand-written vjp
+gradcheck.assert_pair(affine_forward, affine_backward, x, w, b)   # cs231n (out, cache) pairs
+gradcheck.assert_loss(softmax_loss, x, y)             # cs231n (loss, dx) losses
 """
 
 from gradcheck.cases import Case, case, registered_cases
-from gradcheck.check import GradientMismatch, assert_layer, check_layer
+from gradcheck.check import (
+    GradientMismatch,
+    assert_function,
+    assert_layer,
+    assert_loss,
+    assert_pair,
+    check,
+    check_function,
+    check_layer,
+    check_loss,
+    check_pair,
+)
+from gradcheck.conventions import function, loss, pair
+from gradcheck.options import Settings
 from gradcheck.report import Entry, Report
+from gradcheck.subjects import layer
 
 __all__ = [
     "Case",
     "Entry",
     "GradientMismatch",
     "Report",
+    "Settings",
+    "assert_function",
     "assert_layer",
+    "assert_loss",
+    "assert_pair",
     "case",
+    "check",
+    "check_function",
     "check_layer",
+    "check_loss",
+    "check_pair",
+    "function",
+    "layer",
+    "loss",
+    "pair",
     "registered_cases",
 ]

@@ -1,15 +1,18 @@
-"""The contract checks of CONTRACT.md section 4.2, one report line each.
+"""The contract checks (docs/contract.md), one report line each.
 
-Each check takes the harness of :mod:`gradcheck.harness` (the layer's float64 copy, its inputs,
-dout, what the analytic pass observed) and returns an :class:`~gradcheck.report.Entry` of kind
-``"contract"``: ``ok``, ``fail`` (with a message saying what broke and how to fix it) or
-``skipped`` (does not apply). Checks that need calls of their own make a few (two to four
-forwards and three backwards as a rule, at most five and four), always on the copy.
+Each check is a function ``(sandbox, observations) -> Entry``: it reads the subject's float64
+copy (:class:`~gradcheck.sandbox.Sandbox`) and what the analytic pass observed
+(:class:`~gradcheck.analytic.Observations`), and returns an entry of kind ``"contract"``:
+``ok``, ``fail`` (with a message saying what broke and how to fix it) or ``skipped`` (does not
+apply). Checks that need calls of their own make a few (two to four forwards and three
+backwards as a rule, at most five and four), always on the copy. :func:`run` runs the checks
+that apply to the subject, in report order.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import types
 from collections import deque
@@ -17,10 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck.analytic import Observations, input_grads
 from gradcheck.numerical import uniform_int16
+from gradcheck.options import CONTRACT_CHECKS, Settings
 from gradcheck.report import Entry
+from gradcheck.sandbox import Sandbox
 
-__all__ = ["CHECKS", "run"]
+__all__ = ["CHECKS", "native_dtype_problems", "run"]
+
+Fingerprints = list[tuple[str, tuple[float, float, float]]]
 
 #: Relative tolerance of the checks that compare two runs of exactly the same arithmetic.
 _EXACT = 1e-9
@@ -33,12 +41,12 @@ def _entry(name: str, problems: list[str], *, ok_message: str = "") -> Entry:
     return Entry(name, "contract", "ok", message=ok_message)
 
 
-def grads_parallel(h: Any) -> Entry:
+def grads_parallel(box: Sandbox, obs: Observations) -> Entry:
     """params and grads: same length, shapes and dtypes; no grad is (a view of) its param."""
-    layer = h.original
+    layer, names = box.original, box.subject.param_names
     problems = []
     for i, (p, g) in enumerate(zip(layer.params, layer.grads, strict=True)):
-        name = h.param_names[i]
+        name = names[i]
         if g.shape != p.shape:
             problems.append(f"grads[{i}] ({name}) has shape {g.shape}, param has {p.shape}")
         if g.dtype != p.dtype:
@@ -50,27 +58,30 @@ def grads_parallel(h: Any) -> Entry:
     return _entry("grads parallel to params", problems)
 
 
-def grads_in_place(h: Any) -> Entry:
+def grads_in_place(box: Sandbox, obs: Observations) -> Entry:
     """backward writes self.grads[i][...] = g; it never rebinds the arrays or the list, at the
     top or in any part (a composite's decoder.affine)."""
-    f = h.facts
+    before, after = obs.grads_before, obs.grads_after
+    param_names = box.subject.param_names
     replaced, rebound = [], []
-    if f["grads_list"] != f["grads_list_after"]:
+    if before.list_id != after.list_id:
         replaced.append("the grads list")
     else:
         rebound += [
-            h.param_names[i]
-            for i, (a, b) in enumerate(zip(f["grads_before"], f["grads_after"], strict=True))
+            param_names[i]
+            for i, (a, b) in enumerate(zip(before.array_ids, after.array_ids, strict=True))
             if a != b
         ]
-    names = dict(zip(f["grads_before"], h.param_names, strict=False))
-    for (part, (list_id, ids)), after in zip(f["part_grads"], f["part_grads_after"], strict=True):
-        if after is None or after[0] != list_id or len(after[1]) != len(ids):
-            replaced.append(f"{_path(h.layer, part)}.grads (the list)")
+    names = dict(zip(before.array_ids, param_names, strict=False))
+    for (part, list_id, ids), (_, list_after, ids_after) in zip(
+        before.parts, after.parts, strict=True
+    ):
+        if list_after is None or list_after != list_id or len(ids_after) != len(ids):
+            replaced.append(f"{_path(box.layer, part)}.grads (the list)")
             continue
-        for k, (a, b) in enumerate(zip(ids, after[1], strict=True)):
+        for k, (a, b) in enumerate(zip(ids, ids_after, strict=True)):
             if a != b:
-                where = f"{_path(h.layer, part)}.grads[{k}]"
+                where = f"{_path(box.layer, part)}.grads[{k}]"
                 rebound.append(f"{names[a]} ({where})" if a in names else where)
     problems = []
     if replaced:
@@ -150,35 +161,38 @@ def _scaled(b: tuple[float, ...], a: tuple[float, ...], c: float) -> bool:
     return all(abs(x - e) <= t for x, e, t in zip(b, expect, tol, strict=True))
 
 
-def _gradient_fingerprints(
-    h: Any, input_grads: list[Any]
-) -> list[tuple[str, tuple[float, float, float]]]:
+def _gradient_fingerprints(box: Sandbox, grads: list[Any]) -> Fingerprints:
+    """Fingerprints of the params' gradients and of the input gradients ``grads``."""
+    subject = box.subject
     out = [
         (name, _fingerprint(g, k))
-        for k, (name, g) in enumerate(zip(h.param_names, h.layer.grads, strict=True))
+        for k, (name, g) in enumerate(zip(subject.param_names, box.layer.grads, strict=True))
     ]
     out += [
-        (h.input_labels[i].split(" ")[0], _fingerprint(input_grads[i], 100 + i))
-        for i in h.float_inputs
-        if np.shape(input_grads[i]) == h.inputs[i].shape
+        (subject.input_names[i], _fingerprint(g, 100 + i))
+        for i, (g, x) in enumerate(zip(grads, box.inputs, strict=True))
+        if subject.checked[i] and np.shape(g) == x.shape
     ]
     return out
 
 
-def _fresh_fingerprints(h: Any) -> list[tuple[str, tuple[float, float, float]]]:
-    """Fingerprints of the gradients of backward(dout) right after a restored forward, kept in
-    ``h.facts``: the first backward of :func:`overwritten` and the base of :func:`linear` are
-    that same computation, so it runs once."""
-    h.forward()
-    h.zero_grads()
-    h.facts["fresh_fingerprints"] = _gradient_fingerprints(h, h.backward())
-    return h.facts["fresh_fingerprints"]
+def _backward(box: Sandbox, obs: Observations, scale: float = 1.0) -> list[Any]:
+    return input_grads(box.subject, box, obs.douts.backward(box, scale=scale))
 
 
-def overwritten(h: Any) -> Entry:
+def fresh_fingerprints(box: Sandbox, obs: Observations) -> Fingerprints:
+    """Fingerprints of the gradients of backward(dout) right after a restored forward: the
+    first backward of :func:`overwritten` and the base of :func:`linear` are that same
+    computation, so :func:`run` makes it once for both."""
+    box.forward()
+    box.zero_grads()
+    return _gradient_fingerprints(box, _backward(box, obs))
+
+
+def overwritten(box: Sandbox, obs: Observations) -> Entry:
     """A second backward after one forward gives the same gradients (no +=, no edited cache)."""
-    first = _fresh_fingerprints(h)
-    second = _gradient_fingerprints(h, h.backward())
+    first = obs.fresh_fingerprints or fresh_fingerprints(box, obs)
+    second = _gradient_fingerprints(box, _backward(box, obs))
     doubled, changed = [], []
     for (name, a), (_, b) in zip(first, second, strict=True):
         if _scaled(b, a, 1.0):
@@ -198,45 +212,46 @@ def overwritten(h: Any) -> Entry:
     return _entry("grads overwritten, not accumulated", problems)
 
 
-def arguments_unmodified(h: Any) -> Entry:
+def arguments_unmodified(box: Sandbox, obs: Observations) -> Entry:
     """forward and backward leave their arguments (and arrays the caller holds) alone, float
     and integer (token ids, labels) alike; compared bit for bit after each."""
-    f = h.facts
-    problems = [f"forward modified {h.input_labels[i]} in place" for i in f["mutated_inputs"]]
+    labels, checked = box.subject.input_labels, box.subject.checked
+    problems = [f"forward modified {labels[i]} in place" for i in obs.mutated_inputs]
     problems += [
-        f"backward modified {h.input_labels[i]} (the caller's array) in place"
-        for i in f["mutated_inputs_backward"]
+        f"backward modified {labels[i]} (the caller's array) in place"
+        for i in obs.mutated_inputs_backward
     ]
     if problems:
         fix = "work on a copy (x = x * mask, not x *= mask)"
-        if any(i not in h.float_inputs for i in f["mutated_inputs"] + f["mutated_inputs_backward"]):
+        written = obs.mutated_inputs + obs.mutated_inputs_backward
+        if any(box.inputs[i].dtype.kind != "f" for i in written):
             fix += "; cached ids are the caller's: copy them before changing them"
+        elif any(not checked[i] for i in written):
+            fix += "; keep the caller's arrays as they are"
         problems.append(fix)
     return _entry("arguments unmodified", problems)
 
 
-def params_unmodified(h: Any) -> Entry:
+def params_unmodified(box: Sandbox, obs: Observations) -> Entry:
     """forward and backward never write into the parameters (only an optimizer does)."""
-    problems = [
-        f"forward or backward modified parameter {h.param_names[i]}"
-        for i in h.facts["mutated_params"]
-    ]
+    names = box.subject.param_names
+    problems = [f"forward or backward modified parameter {names[i]}" for i in obs.mutated_params]
     if problems:
         problems.append("backward writes only self.grads; leave updates to the optimizer")
     return _entry("params unmodified", problems)
 
 
-def dout_unmodified(h: Any) -> Entry:
+def dout_unmodified(box: Sandbox, obs: Observations) -> Entry:
     """backward leaves dout alone: the caller may pass the same dout to several layers."""
-    problems = [f"backward modified dout[{k}] in place" for k in h.facts["dout_modified"]]
+    problems = [f"backward modified dout[{k}] in place" for k in obs.dout_modified]
     if problems:
         problems.append("work on a copy (dout = dout * mask, not dout *= mask)")
     return _entry("dout unmodified", problems)
 
 
-def deterministic(h: Any) -> Entry:
+def deterministic(box: Sandbox, obs: Observations) -> Entry:
     """Two forwards from the same restored state return the same bits."""
-    if h.facts["deterministic"]:
+    if obs.deterministic:
         return _entry("forward deterministic", [])
     return _entry(
         "forward deterministic",
@@ -248,15 +263,15 @@ def deterministic(h: Any) -> Entry:
     )
 
 
-def no_memory(h: Any) -> Entry:
+def no_memory(box: Sandbox, obs: Observations) -> Entry:
     """stateful=False: two consecutive forwards, nothing restored between, give the same output."""
     name = "stateful=False keeps no memory"
-    if getattr(h.layer, "stateful", None) is not False:
-        why = "layer is stateful" if h.stateful else "layer has no stateful attribute"
+    if getattr(box.layer, "stateful", None) is not False:
+        why = "layer is stateful" if _stateful(box) else "layer has no stateful attribute"
         return Entry(name, "contract", "skipped", message=why)
-    a = h.forward()
+    a = box.forward()
     a = tuple(np.array(x, copy=True) for x in a) if isinstance(a, tuple) else np.array(a)
-    b = h.call_forward()
+    b = box.call_forward()
     outs_a = a if isinstance(a, tuple) else (a,)
     outs_b = b if isinstance(b, tuple) else (b,)
     if all(np.array_equal(x, y) for x, y in zip(outs_a, outs_b, strict=True)):
@@ -270,16 +285,21 @@ def no_memory(h: Any) -> Entry:
     )
 
 
-def linear(h: Any) -> Entry:
+def _stateful(box: Sandbox) -> bool:
+    layer = box.layer
+    return getattr(layer, "stateful", None) is True and callable(getattr(layer, "set_state", None))
+
+
+def linear(box: Sandbox, obs: Observations) -> Entry:
     """backward(2 * dout) gives twice the gradients of backward(dout)."""
-    base = h.facts.get("fresh_fingerprints")
-    if base is None or h.facts["mutated_inputs_backward"] or h.facts["mutated_params"]:
+    base = obs.fresh_fingerprints
+    if base is None or obs.mutated_inputs_backward or obs.mutated_params:
         # (an input or param that backward changes is not put back before every forward:
         # measure again)
-        base = _fresh_fingerprints(h)
-    h.forward()
-    h.zero_grads()
-    twice = _gradient_fingerprints(h, h.backward(scale=2.0))
+        base = fresh_fingerprints(box, obs)
+    box.forward()
+    box.zero_grads()
+    twice = _gradient_fingerprints(box, _backward(box, obs, 2.0))
     wrong = [name for (name, a), (_, b) in zip(base, twice, strict=True) if not _scaled(b, a, 2.0)]
     if wrong:
         return _entry(
@@ -292,46 +312,47 @@ def linear(h: Any) -> Entry:
     return _entry("backward linear in dout", [])
 
 
-def dtypes(h: Any) -> Entry:
+def dtypes(box: Sandbox, obs: Observations) -> Entry:
     """In the float64 copy, outputs and gradients are float64: nothing is hard-coded float32."""
+    subject = box.subject
     problems = []
-    for k, dtype in enumerate(h.out_dtypes):
+    for k, dtype in enumerate(obs.out_dtypes):
         if dtype != np.float64:
             problems.append(f"output[{k}] is {dtype}")
-    for i in h.float_inputs:
-        g = h.input_grads[i]
-        if isinstance(g, np.ndarray) and g.dtype != np.float64:
-            problems.append(f"gradient of {h.input_labels[i]} is {g.dtype}")
-    for i, g in enumerate(h.param_grads):
+    for i, g in enumerate(obs.input_grads):
+        if subject.checked[i] and isinstance(g, np.ndarray) and g.dtype != np.float64:
+            problems.append(f"gradient of {subject.input_labels[i]} is {g.dtype}")
+    for i, g in enumerate(obs.param_grads):
         if g.dtype != np.float64:
-            problems.append(f"grads[{i}] ({h.param_names[i]}) is {g.dtype}")
+            problems.append(f"grads[{i}] ({subject.param_names[i]}) is {g.dtype}")
     for name in ("dh", "dc"):
-        g = h.state_grads.get(name)
+        g = obs.state_grads.get(name)
         if isinstance(g, np.ndarray) and g.dtype != np.float64:
             problems.append(f"{name} is {g.dtype}")
     if problems:
         problems.insert(0, "with float64 params the layer computes in float32")
         problems.append("use the params' dtype for buffers (np.zeros_like, dtype=W.dtype)")
-    if "precision" in h.facts and not h.facts["gradients_failed"]:
+    if obs.precision is not None and not obs.gradients_failed:
         # (when gradients fail, the report's note says it; the gradient entries carry the blame)
-        problems.insert(0, h.facts["precision"])
-    problems += h.facts.get("native_dtype", [])
+        problems.insert(0, obs.precision)
+    problems += obs.native_dtype
     return _entry("output dtype follows params", problems)
 
 
-def native_dtype_problems(layer: Any, inputs: tuple[np.ndarray, ...]) -> list[str]:
+def native_dtype_problems(layer: Any, inputs: tuple[np.ndarray, ...]) -> tuple[str, ...]:
     """One forward and backward of a plain copy of the user's (say float32) layer: outputs and
     input gradients keep the params' dtype (no silent upcast to float64). Run before the
-    float64 copy exists, so the two copies are never alive together. Returns the problems."""
+    float64 copy exists, so the two copies are never alive together; part of the check
+    "output dtype follows params". Returns the problems."""
     dtypes = {p.dtype for p in layer.params}
     if len(dtypes) != 1 or dtypes == {np.dtype(np.float64)}:
-        return []
+        return ()
     (dtype,) = dtypes
     try:
         twin = copy.deepcopy(layer)
         out = twin.forward(*[np.array(x, copy=True) for x in inputs])
     except Exception:  # the float64 check that follows raises the clear error
-        return []
+        return ()
     outs = out if isinstance(out, tuple) else (out,)
     problems = [
         f"with {dtype} params, output[{k}] is {np.asarray(o).dtype}"
@@ -342,7 +363,7 @@ def native_dtype_problems(layer: Any, inputs: tuple[np.ndarray, ...]) -> list[st
     try:
         result = twin.backward(*douts)
     except Exception:
-        return problems
+        return tuple(problems)
     grads = list(result) if isinstance(result, (tuple, list)) else [result]
     problems += [
         f"with {dtype} params, the gradient of input[{i}] is {g.dtype}"
@@ -351,18 +372,18 @@ def native_dtype_problems(layer: Any, inputs: tuple[np.ndarray, ...]) -> list[st
     ]
     if problems:
         problems.append("compute in the params' dtype (np.asarray(x, dtype=float) upcasts)")
-    return problems
+    return tuple(problems)
 
 
-def shapes(h: Any) -> Entry:
+def shapes(box: Sandbox, obs: Observations) -> Entry:
     """Each input gradient has its input's shape exactly (no broadcast (1, H) for (H,))."""
+    subject = box.subject
     problems = []
-    for i in h.float_inputs:
-        g = h.input_grads[i]
-        if np.shape(g) != h.inputs[i].shape:
+    for i, (g, x) in enumerate(zip(obs.input_grads, box.inputs, strict=True)):
+        if subject.checked[i] and np.shape(g) != x.shape:
             problems.append(
-                f"gradient of {h.input_labels[i]} has shape {np.shape(g)}, input has "
-                f"{h.inputs[i].shape}"
+                f"gradient of {subject.input_labels[i]} has shape {np.shape(g)}, input has "
+                f"{x.shape}"
             )
     return _entry("gradient shapes match inputs", problems)
 
@@ -380,8 +401,33 @@ CHECKS = (
     dtypes,
     shapes,
 )
+_BY_NAME = dict(zip(CONTRACT_CHECKS, CHECKS, strict=True))
+
+#: Contract checks that compare gradients with each other: NaN never equals NaN, so with a
+#: non-finite analytic gradient they cannot judge anything (the gradient entry has the blame).
+_COMPARE_GRADIENTS = ("backward linear in dout", "grads overwritten, not accumulated")
 
 
-def run(h: Any) -> list[Entry]:
-    """Every check, in report order."""
-    return [check(h) for check in CHECKS]
+def run(box: Sandbox, obs: Observations, settings: Settings) -> list[Entry]:
+    """The checks that apply to the subject, in report order; those it says do not apply and
+    those ``settings.skip`` names are reported as skipped, with the reason."""
+    subject = box.subject
+    shown = [name for name in CONTRACT_CHECKS if name in subject.checks]
+    runs = [n for n in shown if n not in subject.not_applicable and n not in settings.skip]
+    if "grads overwritten, not accumulated" in runs:
+        obs = dataclasses.replace(obs, fresh_fingerprints=fresh_fingerprints(box, obs))
+    entries = []
+    for name in shown:
+        if name in subject.not_applicable:
+            entries.append(Entry(name, "contract", "skipped", message=subject.not_applicable[name]))
+        elif name in settings.skip:
+            entries.append(Entry(name, "contract", "skipped", message="skipped (skip=)"))
+        else:
+            entry = _BY_NAME[name](box, obs)
+            if obs.nonfinite and name in _COMPARE_GRADIENTS and entry.status == "fail":
+                entry.status = "skipped"
+                entry.message = (
+                    f"not judged: the analytic gradient of {', '.join(obs.nonfinite)} is NaN/Inf"
+                )
+            entries.append(entry)
+    return entries

@@ -94,7 +94,8 @@ def _num(value: float | None) -> str:
 
 @dataclass
 class Report:
-    """The result of :func:`gradcheck.check_layer`. ``passed`` is true when no entry failed."""
+    """The result of a check (:func:`gradcheck.check_layer` & co). ``passed`` is true when no
+    entry failed; ``layer`` names what was checked (a layer's class, a function's name)."""
 
     layer: str
     entries: list[Entry]
@@ -105,6 +106,7 @@ class Report:
     backward_calls: int = 0
     context: str | None = None
     notes: list[str] = field(default_factory=list)
+    blamed: str | None = None  # what a wrong gradient is blamed on (default: layer.backward)
 
     @property
     def passed(self) -> bool:
@@ -163,7 +165,8 @@ class Report:
         elif gradients_ok:
             head = f"{self.layer} breaks the layer contract ({tol})"
         elif any(e.status == "mismatch" for e in self.gradients):
-            head = f"{self.layer}.backward disagrees with central differences ({tol})"
+            blamed = self.blamed or f"{self.layer}.backward"
+            head = f"{blamed} disagrees with central differences ({tol})"
         else:  # no value disagrees: a gradient could not be compared (shape, NaN forward)
             head = f"{self.layer}: a gradient could not be checked ({tol})"
         lines = [head]
