@@ -171,7 +171,7 @@ def run(
         L0=L0,
         noise=noise,
         input_grads=grads,
-        param_grads=list(layer.grads),
+        param_grads=[g.copy() for g in layer.grads] if subject.resets else list(layer.grads),
         state_arrays=held,
         state_grads={name: getattr(layer, name, None) for name in ("dh", "dc")},
         out_dtypes=out_dtypes,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import types
 from collections import deque
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck.analytic import Observations, input_grads
-from gradcheck.numerical import uniform_int16
+from gradcheck.fingerprints import fingerprint, scaled
 from gradcheck.options import CONTRACT_CHECKS, Settings
 from gradcheck.report import Entry
 from gradcheck.sandbox import Sandbox
@@ -29,10 +28,6 @@ from gradcheck.sandbox import Sandbox
 __all__ = ["CHECKS", "native_dtype_problems", "run"]
 
 Fingerprints = list[tuple[str, tuple[float, float, float]]]
-
-#: Relative tolerance of the checks that compare two runs of exactly the same arithmetic.
-_EXACT = 1e-9
-_INT16_SCALE = 2.0**-15
 
 
 def _entry(name: str, problems: list[str], *, ok_message: str = "") -> Entry:
@@ -120,56 +115,15 @@ def _path(root: Any, target: Any) -> str:
     return f"a {type(target).__name__} part"
 
 
-def _fingerprint(g: Any, seed: int = 0) -> tuple[float, float, float]:
-    """A few numbers that change when ``g`` changes and scale with it: ``|g|`` and two
-    random projections. Comparing fingerprints instead of copies keeps the contract checks
-    from holding a second copy of every gradient."""
-    g = np.asarray(g, dtype=np.float64).reshape(-1)
-    n = g.size
-    squares = float(np.dot(g, g))
-    if 1e-280 < squares < 1e280:
-        norm = math.sqrt(squares)
-    else:  # zero, or g.g under- or overflows (tiny but valid values), or not finite
-        peak = max(float(g.max()), -float(g.min())) if n else 0.0
-        norm = 0.0
-        if peak > 0:  # |g| as peak * |g / peak|
-            scaled = g / peak
-            norm = peak * float(np.sqrt(np.dot(scaled, scaled)))
-            del scaled
-    # both projections from one draw of int16s, scaled to [-1, 1) after
-    r = uniform_int16(seed, 2 * n).reshape(2, n)
-    step = 1 << 13  # (slices: the int16s are made float64 for the product, not all at once)
-    if n <= step:
-        projections = np.dot(r, g)
-    else:
-        projections = np.zeros(2)
-        for i in range(0, n, step):
-            projections += np.dot(r[:, i : i + step], g[i : i + step])
-    del r
-    first, second = (projections * _INT16_SCALE).tolist()
-    return norm, first, second
-
-
-def _scaled(b: tuple[float, ...], a: tuple[float, ...], c: float) -> bool:
-    """Whether fingerprint ``b`` is that of ``c`` times the array of fingerprint ``a`` (in plain
-    floats: three numbers)."""
-    norm, first, second = a
-    if norm == 0.0:
-        return all(x == 0 for x in b)
-    expect = (abs(c) * norm, c * first, c * second)
-    tol = (abs(c) * norm * _EXACT, abs(c) * norm * 10 * _EXACT, abs(c) * norm * 10 * _EXACT)
-    return all(abs(x - e) <= t for x, e, t in zip(b, expect, tol, strict=True))
-
-
 def _gradient_fingerprints(box: Sandbox, grads: list[Any]) -> Fingerprints:
     """Fingerprints of the params' gradients and of the input gradients ``grads``."""
     subject = box.subject
     out = [
-        (name, _fingerprint(g, k))
+        (name, fingerprint(g, k))
         for k, (name, g) in enumerate(zip(subject.param_names, box.layer.grads, strict=True))
     ]
     out += [
-        (subject.input_names[i], _fingerprint(g, 100 + i))
+        (subject.input_names[i], fingerprint(g, 100 + i))
         for i, (g, x) in enumerate(zip(grads, box.inputs, strict=True))
         if subject.checked[i] and np.shape(g) == x.shape
     ]
@@ -195,9 +149,9 @@ def overwritten(box: Sandbox, obs: Observations) -> Entry:
     second = _gradient_fingerprints(box, _backward(box, obs))
     doubled, changed = [], []
     for (name, a), (_, b) in zip(first, second, strict=True):
-        if _scaled(b, a, 1.0):
+        if scaled(b, a, 1.0):
             continue
-        (doubled if a[0] > 0 and _scaled(b, a, 2.0) else changed).append(name)
+        (doubled if a[0] > 0 and scaled(b, a, 2.0) else changed).append(name)
     problems = []
     if doubled:
         problems.append(
@@ -300,7 +254,7 @@ def linear(box: Sandbox, obs: Observations) -> Entry:
     box.forward()
     box.zero_grads()
     twice = _gradient_fingerprints(box, _backward(box, obs, 2.0))
-    wrong = [name for (name, a), (_, b) in zip(base, twice, strict=True) if not _scaled(b, a, 2.0)]
+    wrong = [name for (name, a), (_, b) in zip(base, twice, strict=True) if not scaled(b, a, 2.0)]
     if wrong:
         return _entry(
             "backward linear in dout",

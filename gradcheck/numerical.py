@@ -166,11 +166,16 @@ def directional_derivative(
     )
 
 
+#: :func:`dot` takes its product in slices of this many elements above it (one call below).
+DOT_SLICE = 1 << 14
+
+
 def dot(a: np.ndarray, v: np.ndarray) -> float:
     """<a, v> accumulated in float64, in slices: for a float32 (or int16) ``v`` no float64 copy
-    of it is made whole (a direction may be as large as the biggest parameter)."""
+    of it is made whole (a direction may be as large as the biggest parameter); below
+    :data:`DOT_SLICE` elements in one call, which saves the slicing on small tensors."""
     a, v = a.reshape(-1), v.reshape(-1)
-    step = 1 << 14
+    step = DOT_SLICE
     if a.size <= step:
         return float(np.dot(a, v))
     return float(sum(np.dot(a[i : i + step], v[i : i + step]) for i in range(0, a.size, step)))

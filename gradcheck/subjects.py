@@ -20,8 +20,10 @@ such as cs231n's ``bn_param`` dicts, are passed through unchanged and not checke
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +32,14 @@ import numpy as np
 
 from gradcheck.options import CONTRACT_CHECKS
 
-__all__ = ["Convention", "LayerConvention", "Subject", "layer", "subject_of"]
+__all__ = [
+    "Convention",
+    "LayerConvention",
+    "Subject",
+    "layer",
+    "signature_parameters",
+    "subject_of",
+]
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,8 @@ class Subject:
     and ``input[0] x`` for a layer, ``x`` and ``x`` for a function). ``checked``: whether each
     input's gradient is checked (a loss gives only ``dx``). ``checks``: the contract checks
     shown, in report order; ``not_applicable``: those shown as skipped, with the reason.
+    ``resets``: the layer's gradients may be zeroed by a later forward (a ``reset=``), so the
+    analytic ones are copied once computed.
     """
 
     layer: Any
@@ -55,7 +66,7 @@ class Subject:
     checks: tuple[str, ...] = CONTRACT_CHECKS
     not_applicable: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    kind: str = "layer"
+    resets: bool = False  # a reset runs before every forward: it may zero the grads in place
 
 
 def subject_of(obj: Any, inputs: tuple[Any, ...], **convention: Any) -> tuple[Subject, tuple]:
@@ -142,6 +153,7 @@ class LayerConvention(Convention):
                 param_names=param_names,
                 not_applicable=not_applicable,
                 notes=tuple(notes),
+                resets=self.reset is not None,
             ),
             tuple(inputs),
         )
@@ -317,12 +329,30 @@ def _param_labels(layer: Any) -> list[str]:
     return [found.get(i, f"params[{i}]") for i in range(len(layer.params))]
 
 
+_signatures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def signature_parameters(func: Any) -> list[inspect.Parameter] | None:
+    """The parameters of ``func`` as called (a bound method's without ``self``), or None when
+    Python cannot tell. Kept per function: reading a signature costs about 15 µs, twice per
+    check, and the same layer class is checked over and over (a tiny check is a few hundred
+    µs)."""
+    key = getattr(func, "__func__", func)
+    try:
+        params = _signatures[key]
+    except (KeyError, TypeError):  # not seen yet, or not weakly referable
+        try:
+            params = tuple(inspect.signature(func).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        with contextlib.suppress(TypeError):  # (kept by the function a bound method wraps)
+            _signatures[key] = params
+    return list(params)
+
+
 def _argument_names(func: Any, n: int) -> list[str | None]:
     """The names of ``func``'s first ``n`` positional parameters (None where it has none)."""
-    try:
-        params = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
-        params = []
+    params = signature_parameters(func) or []
     names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return [names[i] if i < len(names) else None for i in range(n)]
 
