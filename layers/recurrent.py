@@ -2,7 +2,7 @@
 
 The Time layers follow the book but compute the input part ``xs @ Wx + b`` of every step in one
 product before the loop, and the weight gradients in one product after it; only the recurrence
-itself runs step by step. State follows CONTRACT.md section 3: ``stateful``, ``set_state``,
+itself runs step by step. State follows docs/contract.md: ``stateful``, ``set_state``,
 ``reset_state``, the current state in ``h`` (and ``c``), and after ``backward`` the gradient of
 the initial state in ``dh`` (and ``dc``, which the book does not keep).
 """
@@ -287,7 +287,7 @@ class GRU:
 
 
 class _TimeRecurrent:
-    """State handling shared by TimeRNN, TimeLSTM and TimeGRU (CONTRACT.md section 3)."""
+    """State handling shared by TimeRNN, TimeLSTM and TimeGRU (docs/contract.md, "State")."""
 
     _has_cell = False
 
