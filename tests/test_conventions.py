@@ -813,3 +813,52 @@ def test_example_file_passes_the_cli(filename, monkeypatch, capsys):
         assert main([str(EXAMPLES / filename), "--examples", "3"]) == 0, capsys.readouterr().out
     finally:
         sys.modules.pop(Path(filename).stem, None)
+
+
+BROKEN_EXAMPLES = [
+    pytest.param(
+        "check_function.py",
+        "weights * (dweights - (dweights * weights).sum(axis=-1, keepdims=True))",
+        "weights * dweights",  # the softmax Jacobian without its centring term
+        "q",
+        id="attend_vjp-without-centring",
+    ),
+    pytest.param(
+        "check_pair.py",
+        "dgamma = (dout * xhat).sum(axis=0)",
+        "dgamma = dout.sum(axis=0)",
+        "gamma",
+        id="layernorm-dgamma-without-xhat",
+    ),
+    pytest.param(
+        "check_loss.py",
+        "dx *= mask[:, :, None] / N",
+        "dx *= mask[:, :, None]",  # dx of the summed loss; the loss is averaged over N
+        "x",
+        id="loss-dx-not-divided-by-N",
+    ),
+    pytest.param(
+        "dict_layer.py",
+        'self.gradients["W"] += X.T @ dZ',
+        'self.gradients["W"] += X.T @ dY',  # the tanh derivative skipped
+        "W",
+        id="dense-dW-without-activation",
+    ),
+]
+
+
+@pytest.mark.parametrize("filename, right, wrong, blamed", BROKEN_EXAMPLES)
+def test_broken_copy_of_an_example_fails_the_cli_blaming_its_argument(
+    filename, right, wrong, blamed, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(case_registry, "_REGISTRY", dict(case_registry._REGISTRY))
+    source = (EXAMPLES / filename).read_text()
+    assert source.count(right) == 1
+    broken = tmp_path / f"broken_{filename}"
+    broken.write_text(source.replace(right, wrong))
+    try:
+        assert main([str(broken), "--examples", "10"]) == 1
+    finally:
+        sys.modules.pop(broken.stem, None)
+    out = capsys.readouterr().out
+    assert re.search(rf"^  {re.escape(blamed)} \(.*max \|analytic - numeric\|", out, re.M), out
