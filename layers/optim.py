@@ -1,8 +1,9 @@
 """Optimisers and gradient clipping, updating arrays in place.
 
-A model's ``params`` are its parts' arrays themselves (docs/contract.md), so every update here writes
-into the parameter (``param -= ...``), never rebinds it: the layer holding the array sees the step.
-The arithmetic stays in the parameters' dtype (scalars are Python floats, so float32 stays float32).
+A model's ``params`` are its parts' arrays themselves (docs/contract.md), so every update here
+writes into the parameter (``param -= ...``), never rebinds it: the layer holding the array sees
+the step. The arithmetic stays in the parameters' dtype (scalars are Python floats, so float32
+stays float32).
 """
 
 import math

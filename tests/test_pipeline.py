@@ -77,7 +77,7 @@ def test_unknown_skip_name_is_a_usage_error_listing_the_valid_names(rng):
 
 def test_unknown_option_names_the_options(rng):
     layer, x = _affine(rng)
-    with pytest.raises(TypeError, match="rtl=.* is not an option; the options are eps, rtol"):
+    with pytest.raises(TypeError, match=r"rtl=.* is not an option; the options are eps, rtol"):
         check_layer(layer, x, rtl=1e-3)
 
 
@@ -236,5 +236,5 @@ def test_registered_layer_of_another_convention_runs_through_check(rng):
         accumulates=True,
     )
     assert check(subject, rng.standard_normal((3, 3))).passed
-    with pytest.raises(TypeError, match="give them to gradcheck.layer"):
+    with pytest.raises(TypeError, match=r"give them to gradcheck\.layer"):
         check_layer(subject, rng.standard_normal((3, 3)), params="parameters")
