@@ -1,6 +1,7 @@
 """Data, optimisers, trainer and CLI: the models learn, generate and show where they look."""
 
 import datetime
+import errno
 import os
 import re
 import subprocess
@@ -225,6 +226,68 @@ def test_train_epoch_sees_every_example_once_in_shuffled_batches():
     seen = np.concatenate(model.batches)
     assert sorted(seen) == list(range(10)) and list(seen) != list(range(10))
     np.testing.assert_array_equal(model.params[0], -3.0)  # three SGD steps of lr * 1
+
+
+# --- saving and loading ----------------------------------------------------------------------
+
+
+def _tiny_model(rng=0):
+    return Seq2seq(len(ADDITION_VOCAB), 4, 8, rng=rng)
+
+
+def _savez_on_a_full_disk(file, **arrays):
+    """Stands in for np.savez on a full disk: the start of an archive, then ENOSPC."""
+    file.write(b"PK\x03\x04" + bytes(64))
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_leaves_the_saved_params_whole_and_says_where(tmp_path, monkeypatch):
+    path = tmp_path / "params.npz"
+    model = _tiny_model()
+    model.save_params(path)
+    saved = [p.copy() for p in model.params]
+    for p in model.params:
+        p += 1  # a later epoch's params, which the full disk will not take
+    monkeypatch.setattr(np, "savez", _savez_on_a_full_disk)
+    with pytest.raises(OSError, match="No space left on device") as failure:
+        model.save_params(path)
+    message = str(failure.value)
+    assert str(path) in message and "free some space" in message and "\n" not in message
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["params.npz"]  # no temporary file left behind
+    fresh = _tiny_model(rng=1)
+    fresh.load_params(path)
+    for got, want in zip(fresh.params, saved, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def _damaged(good: bytes) -> dict[str, bytes]:
+    middle = bytearray(good)
+    middle[len(good) // 2] ^= 0xFF
+    return {
+        "empty": b"",
+        "truncated": good[: len(good) // 2],
+        "not an archive": bytes(range(256)) * 4,
+        "a flipped byte": bytes(middle),
+    }
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not an archive", "a flipped byte"])
+def test_loading_a_damaged_file_names_it_and_leaves_the_model_unchanged(tmp_path, damage):
+    good = tmp_path / "good.npz"
+    _tiny_model(rng=1).save_params(good)
+    path = tmp_path / "params.npz"
+    path.write_bytes(_damaged(good.read_bytes())[damage])
+    model = _tiny_model(rng=0)
+    before = [p.copy() for p in model.params]
+    with pytest.raises(ValueError) as failure:
+        model.load_params(path)
+    message = str(failure.value)
+    assert message.startswith(f"{path}: not a complete parameter file")
+    assert "save it again with model.save_params" in message and "\n" not in message
+    assert "allow_pickle" not in message  # numpy's hint would invite unpickling the file
+    for got, want in zip(model.params, before, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 # --- generation and attention maps ------------------------------------------------------------
