@@ -86,6 +86,35 @@ def test_bad_data_requests_raise_with_the_value():
         load("dates", train_size=1, test_size=1)
 
 
+def test_date_task_has_as_many_distinct_questions_as_it_says():
+    # Questions of two days never coincide (each names its day), and which of one day's 75
+    # renderings coincide depends on its month and day alone: count each day of a leap year
+    # once, weighed by how many of the years 1970-2017 have that day.
+    years = range(1970, 2018)
+    total, day = 0, datetime.date(2000, 1, 1)
+    while day.year == 2000:
+        renderings = {
+            data._date_question(day, fmt, case)
+            for fmt in data._DATE_FORMATS
+            for case in data._CASES
+        }
+        has_day = sum(day.month != 2 or day.day != 29 or y % 4 == 0 for y in years)
+        total += len(renderings) * has_day
+        day += datetime.timedelta(days=1)
+    assert total == data.DATE_QUESTIONS == 962_160
+
+
+def test_asking_for_more_date_questions_than_exist_fails_before_drawing(monkeypatch):
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("drew questions for a request that cannot be met")
+
+    monkeypatch.setattr(data, "_unique", no_drawing)
+    with pytest.raises(ValueError, match=r"n=962161 must be in 0\.\.962160 \(there are 962,160"):
+        date_pairs(data.DATE_QUESTIONS + 1)
+    with pytest.raises(ValueError, match="is more than the 962,160 distinct questions of the date"):
+        load("date", train_size=10_000_000, test_size=5000)
+
+
 def test_vocab_encodes_and_decodes_back():
     texts = ["sep 27, 1994", "JAN 01, 2001"]
     ids = DATE_VOCAB.encode(texts)
