@@ -2,6 +2,7 @@
 
 import datetime
 import errno
+import io
 import os
 import re
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from layers import data
+from layers import data, train
 from layers.data import ADDITION_VOCAB, DATE_VOCAB, START, Vocab, addition_pairs, date_pairs, load
 from layers.optim import SGD, Adam, clip_grads, global_norm
 from layers.seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
@@ -412,3 +413,96 @@ def test_cli_turns_an_impossible_data_request_into_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         main(["--task", "addition", "--model", "seq2seq", "--train-size", "1000000"])
     assert "--train-size=1000000 --test-size=" in capsys.readouterr().err
+
+
+def _no_data(*args, **kwargs):
+    raise AssertionError("the data was drawn before the options were checked")
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--seed", "-1", "--seed=-1 must be >= 0"),
+        ("--lr", "inf", "--lr=inf must be a finite number > 0"),
+        ("--lr", "nan", "--lr=nan must be a finite number > 0"),
+        ("--clip", "nan", "--clip=nan must be a finite number >= 0"),
+        ("--clip", "-1", "--clip=-1.0 must be a finite number >= 0"),
+        ("--test-size", "0", "--test-size=0 must be >= 1"),
+        ("--batch-size", "0", "--batch-size=0 must be >= 1"),
+        ("--hidden-size", "0", "--hidden-size=0 must be >= 1"),
+        (
+            "--train-size",
+            "10000000",
+            "--train-size=10000000 --test-size=5000: together more "
+            "than the 962,160 distinct questions of the date task",
+        ),
+    ],
+)
+def test_each_bad_option_is_named_in_its_error_before_any_work(
+    option, value, message, capsys, monkeypatch
+):
+    monkeypatch.setattr(train, "load", _no_data)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--task", "date", option, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"python -m layers.train: error: {message}")
+    named = set(re.findall(r"--[a-z-]+", message))
+    others = {"--seed", "--lr", "--clip", "--test-size", "--batch-size", "--hidden-size"} - named
+    assert not any(other in err[-1] for other in others)
+
+
+@pytest.mark.parametrize(
+    "argv, model, reverse_input, hidden_size, epochs",
+    [
+        (["--task", "date"], "attention", True, 256, 10),  # ch08/train.py
+        (["--task", "addition"], "seq2seq", False, 128, 25),  # ch07/train_seq2seq.py
+        (["--task", "date", "--no-reverse-input", "--model", "peeky"], "peeky", False, 256, 10),
+        (["--task", "addition", "--reverse-input", "--epochs", "3"], "seq2seq", True, 128, 3),
+    ],
+)
+def test_defaults_follow_the_books_script_for_each_task(
+    argv, model, reverse_input, hidden_size, epochs
+):
+    args = train._parse_args(argv)
+    assert (args.model, args.reverse_input) == (model, reverse_input)
+    assert (args.hidden_size, args.epochs) == (hidden_size, epochs)
+    assert (args.wordvec_size, args.batch_size, args.lr, args.clip) == (16, 128, 1e-3, 5.0)
+
+
+def test_help_states_the_defaults_of_each_task(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--reverse-input, --no-reverse-input" in out
+    assert "default on for date, off for addition" in out
+    assert "default attention for date, seq2seq for addition" in out
+    assert "default 10 for date, 25 for addition" in out
+    assert "ch08/train.py for date, ch07/train_seq2seq.py for addition" in out
+
+
+def test_progress_goes_to_a_log_as_one_line_per_epoch(capsys):
+    assert main(["--task", "addition", "--model", "seq2seq", *_TINY]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert re.findall(r"(?m)^epoch \d/2 \[#+\] 64/64 loss \S+ \S+ ex/s$", err) == [
+        line for line in err.splitlines() if line.startswith("epoch")
+    ]
+    assert sum(line.startswith("epoch") for line in err.splitlines()) == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_redrawn_in_place_on_a_terminal():
+    stream = _Terminal()
+    progress = train._Progress("epoch 1/1", 100, stream=stream)
+    progress.last -= 1.0  # as if a second had passed since the last redraw
+    progress.update(40, 2.0)
+    progress.update(50, 2.0)  # too soon after the last: not drawn
+    assert stream.getvalue().startswith("\repoch 1/1 [") and stream.getvalue().count("\r") == 1
+    progress.end_line()  # a Ctrl-C here: what follows starts its own line
+    progress.update(100, 1.5, final=True)
+    assert stream.getvalue().count("\r") == 2 and stream.getvalue().count("\n") == 2
