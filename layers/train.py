@@ -9,16 +9,20 @@ Each epoch shuffles the training set, steps through it in mini-batches (forward,
 the global gradient norm, optimiser step), then greedily decodes the whole test split in batches
 and counts the answers that are right in every character. Progress goes to stderr: a bar redrawn
 in place on a terminal, one line per epoch anywhere else. The last line printed is
-``test accuracy: XX.XX%``. With ``--out DIR`` the run saves ``params.npz``, ``history.json``
-and, when matplotlib is installed (``pip install -e .[plot]``), ``training.png`` and, for the
-attention model, ``attention_<i>.png`` heatmaps of a few test questions.
+``test accuracy: XX.XX%``. With ``--out DIR`` the run saves ``params.npz`` and ``history.json``
+after every epoch (each written to a temporary file, then renamed over the last, so a full disk
+or Ctrl-C leaves the previous epoch's pair whole; Ctrl-C prints one line and exits with 130),
+and at the end, when matplotlib is installed (``pip install -e .[plot]``), ``training.png`` and,
+for the attention model, ``attention_<i>.png`` heatmaps of a few test questions.
 """
 
 import argparse
 import json
 import math
+import os
 import sys
 import time
+from errno import ENOSPC
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help="folder for params.npz, history.json and the plots",
+        help="folder for params.npz and history.json (saved after every epoch) and the plots",
     )
     return p
 
@@ -148,6 +152,57 @@ class _Progress:
             self.stream.write("\n")
             self.stream.flush()
             self.mid_line = False
+
+
+class _Checkpoint:
+    """``params.npz`` and ``history.json`` in ``out``, rewritten after every epoch.
+
+    Both are written to temporary files first and renamed over the previous pair only when both
+    are complete on disk (a rename replaces a file whole), so a failed write or a Ctrl-C leaves
+    the last saved epoch as it was. ``saved`` counts the epochs the files on disk hold.
+    """
+
+    names = ("params.npz", "history.json")
+
+    def __init__(self, out: Path, model, settings: dict, vocab: Vocab):
+        self.out, self.model, self.settings, self.vocab = out, model, settings, vocab
+        self.saved = 0
+
+    def save(self, history: list[dict]) -> None:
+        params, record = (self.out / f".{name}.{os.getpid()}.tmp" for name in self.names)
+        try:
+            self.model.save_params(params)
+            with open(record, "w") as f:
+                json.dump(
+                    dict(settings=self.settings, vocab=self.vocab.chars, epochs=history),
+                    f,
+                    indent=2,
+                )
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            for temporary, name in zip((params, record), self.names, strict=True):
+                os.replace(temporary, self.out / name)
+        finally:
+            params.unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
+        self.saved = len(history)
+
+    def failure(self, epoch: int, exc: OSError) -> str:
+        """One line for a failed save: which files, why, what they hold now, what to do."""
+        held = f"they still hold epoch {self.saved}" if self.saved else "nothing was saved yet"
+        return (
+            f"cannot save epoch {epoch} to {self.out / self.names[0]} and {self.names[1]}"
+            f" ({_reason(exc)}); {held}: {_fix(exc)}"
+        )
+
+
+def _reason(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _fix(exc: OSError) -> str:
+    return "free some space or pass another --out" if exc.errno == ENOSPC else "pass another --out"
 
 
 def train_epoch(
@@ -239,96 +294,146 @@ def _save_attention_maps(Figure, model, xs, vocab: Vocab, *, start_id, length, r
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the trainer; returns the exit status: 0, 1 when saving failed, 130 on Ctrl-C."""
     args = _parse_args(argv)
-    split = load(args.task, train_size=args.train_size, test_size=args.test_size, seed=args.seed)
-    vocab = split.vocab
-    x_train, x_test = split.x_train, split.x_test
-    if args.reverse_input:
-        x_train, x_test = x_train[:, ::-1].copy(), x_test[:, ::-1].copy()
-    start_id, answer_len = vocab[START], split.t_test.shape[1] - 1
-
-    model_class = MODELS[args.model]
-    model = model_class(
-        len(vocab), args.wordvec_size, args.hidden_size, rng=np.random.default_rng([args.seed, 1])
-    )
-    optimizer = Adam(args.lr) if args.optimizer == "adam" else SGD(args.lr)
-    shuffle_rng = np.random.default_rng([args.seed, 2])
-    print(
-        f"{model_class.__name__} on {args.task}: {len(x_train)} train / {len(x_test)} test,"
-        f" V={len(vocab)} D={args.wordvec_size} H={args.hidden_size}, batch {args.batch_size},"
-        f" {args.optimizer} lr={args.lr}, clip {args.clip or 'off'},"
-        f" {'reversed' if args.reverse_input else 'plain'} input, seed {args.seed}",
-        flush=True,
-    )
-
-    history = []
-    for epoch in range(1, args.epochs + 1):
-        progress = _Progress(f"epoch {epoch}/{args.epochs}", len(x_train))
-        tic, cpu_tic = time.perf_counter(), time.process_time()
-        loss = train_epoch(
-            model,
-            optimizer,
-            x_train,
-            split.t_train,
-            batch_size=args.batch_size,
-            max_norm=args.clip,
-            rng=shuffle_rng,
-            progress=progress,
+    history: list[dict] = []
+    checkpoint = progress = None
+    stage = "before training"
+    try:
+        split = load(
+            args.task, train_size=args.train_size, test_size=args.test_size, seed=args.seed
         )
-        train_seconds = time.perf_counter() - tic
-        cpu_seconds = time.process_time() - cpu_tic  # all threads; less than wall when shared
-        tic = time.perf_counter()
-        acc = accuracy(model, x_test, split.t_test, start_id=start_id)
-        eval_seconds = time.perf_counter() - tic
-        history.append(
-            dict(
-                epoch=epoch,
-                loss=loss,
-                accuracy=acc,
-                train_seconds=train_seconds,
-                train_cpu_seconds=cpu_seconds,
-                eval_seconds=eval_seconds,
-            )
+        vocab = split.vocab
+        x_train, x_test = split.x_train, split.x_test
+        if args.reverse_input:
+            x_train, x_test = x_train[:, ::-1].copy(), x_test[:, ::-1].copy()
+        start_id, answer_len = vocab[START], split.t_test.shape[1] - 1
+
+        model_class = MODELS[args.model]
+        model = model_class(
+            len(vocab),
+            args.wordvec_size,
+            args.hidden_size,
+            rng=np.random.default_rng([args.seed, 1]),
         )
+        optimizer = Adam(args.lr) if args.optimizer == "adam" else SGD(args.lr)
+        shuffle_rng = np.random.default_rng([args.seed, 2])
         print(
-            f"epoch {epoch}: loss {loss:.4f}, test accuracy {100 * acc:.2f}%,"
-            f" train {train_seconds:.1f} s (cpu {cpu_seconds:.1f} s), eval {eval_seconds:.1f} s",
+            f"{model_class.__name__} on {args.task}: {len(x_train)} train / {len(x_test)} test,"
+            f" V={len(vocab)} D={args.wordvec_size} H={args.hidden_size}, batch {args.batch_size},"
+            f" {args.optimizer} lr={args.lr}, clip {args.clip or 'off'},"
+            f" {'reversed' if args.reverse_input else 'plain'} input, seed {args.seed}",
             flush=True,
         )
+        if args.out is not None:
+            settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+            checkpoint = _Checkpoint(args.out, model, settings, vocab)
 
-    guesses = model.generate(x_test[:3], start_id, answer_len)
-    for i, guess in enumerate(guesses):
-        question = vocab.decode(split.x_test[i]).strip()
-        expected = vocab.decode(split.t_test[i, 1:])
-        mark = "ok" if vocab.decode(guess) == expected else "WRONG"
-        print(f"  {question!r} -> {vocab.decode(guess).strip()!r} ({mark})")
-
-    if args.out is not None:
-        model.save_params(args.out / "params.npz")
-        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        record = dict(settings=settings, vocab=vocab.chars, epochs=history)
-        (args.out / "history.json").write_text(json.dumps(record, indent=2) + "\n")
-        Figure = _figure_class()
-        if Figure is None:
-            print(
-                "matplotlib is not installed: skipping the plots (pip install -e '.[plot]')",
-                file=sys.stderr,
+        for epoch in range(1, args.epochs + 1):
+            stage = f"in epoch {epoch} of {args.epochs}"
+            progress = _Progress(f"epoch {epoch}/{args.epochs}", len(x_train))
+            tic, cpu_tic = time.perf_counter(), time.process_time()
+            loss = train_epoch(
+                model,
+                optimizer,
+                x_train,
+                split.t_train,
+                batch_size=args.batch_size,
+                max_norm=args.clip,
+                rng=shuffle_rng,
+                progress=progress,
             )
-        else:
-            _plot_history(Figure, history, args.out / "training.png")
-            if args.model == "attention":
-                _save_attention_maps(
-                    Figure,
-                    model,
-                    x_test,
-                    vocab,
-                    start_id=start_id,
-                    length=answer_len,
-                    reverse=args.reverse_input,
-                    out=args.out,
+            train_seconds = time.perf_counter() - tic
+            cpu_seconds = time.process_time() - cpu_tic  # all threads; less than wall when shared
+            tic = time.perf_counter()
+            acc = accuracy(model, x_test, split.t_test, start_id=start_id)
+            eval_seconds = time.perf_counter() - tic
+            history.append(
+                dict(
+                    epoch=epoch,
+                    loss=loss,
+                    accuracy=acc,
+                    train_seconds=train_seconds,
+                    train_cpu_seconds=cpu_seconds,
+                    eval_seconds=eval_seconds,
                 )
+            )
+            print(
+                f"epoch {epoch}: loss {loss:.4f}, test accuracy {100 * acc:.2f}%,"
+                f" train {train_seconds:.1f} s (cpu {cpu_seconds:.1f} s),"
+                f" eval {eval_seconds:.1f} s",
+                flush=True,
+            )
+            if checkpoint is not None:
+                try:
+                    checkpoint.save(history)
+                except OSError as exc:
+                    print(f"{_PROG}: error: {checkpoint.failure(epoch, exc)}", file=sys.stderr)
+                    return 1
+
+        stage = f"after epoch {args.epochs} of {args.epochs}"
+        guesses = model.generate(x_test[:3], start_id, answer_len)
+        for i, guess in enumerate(guesses):
+            question = vocab.decode(split.x_test[i]).strip()
+            expected = vocab.decode(split.t_test[i, 1:])
+            mark = "ok" if vocab.decode(guess) == expected else "WRONG"
+            print(f"  {question!r} -> {vocab.decode(guess).strip()!r} ({mark})")
+        if args.out is not None:
+            try:
+                _save_plots(args, model, x_test, vocab, start_id, answer_len, history)
+            except OSError as exc:
+                print(
+                    f"{_PROG}: error: cannot draw the plots in {args.out} ({_reason(exc)});"
+                    f" params.npz and history.json hold all {args.epochs} epochs: {_fix(exc)}",
+                    file=sys.stderr,
+                )
+                return 1
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.end_line()
+        print(_after_interrupt(args, stage, checkpoint, history), file=sys.stderr)
+        return 130
     print(f"test accuracy: {100 * history[-1]['accuracy']:.2f}%")
     return 0
+
+
+def _after_interrupt(args, stage: str, checkpoint: _Checkpoint | None, history: list[dict]):
+    """Finish a save the interrupt cut short; returns one line saying what is on disk."""
+    if checkpoint is None:
+        return f"interrupted {stage}: nothing saved (no --out)"
+    if checkpoint.saved < len(history):  # the interrupt came while an epoch was being saved
+        try:
+            checkpoint.save(history)
+        except OSError as exc:
+            return f"interrupted {stage}; {checkpoint.failure(len(history), exc)}"
+    if not checkpoint.saved:
+        return f"interrupted {stage}: no epoch was complete, nothing saved"
+    return (
+        f"interrupted {stage}: epoch {checkpoint.saved} is saved in {args.out}"
+        " (params.npz, history.json)"
+    )
+
+
+def _save_plots(args, model, x_test, vocab: Vocab, start_id: int, answer_len: int, history):
+    Figure = _figure_class()
+    if Figure is None:
+        print(
+            "matplotlib is not installed: skipping the plots (pip install -e '.[plot]')",
+            file=sys.stderr,
+        )
+        return
+    _plot_history(Figure, history, args.out / "training.png")
+    if args.model == "attention":
+        _save_attention_maps(
+            Figure,
+            model,
+            x_test,
+            vocab,
+            start_id=start_id,
+            length=answer_len,
+            reverse=args.reverse_input,
+            out=args.out,
+        )
 
 
 if __name__ == "__main__":

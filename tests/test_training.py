@@ -3,10 +3,13 @@
 import datetime
 import errno
 import io
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -506,3 +509,125 @@ def test_progress_is_redrawn_in_place_on_a_terminal():
     progress.end_line()  # a Ctrl-C here: what follows starts its own line
     progress.update(100, 1.5, final=True)
     assert stream.getvalue().count("\r") == 2 and stream.getvalue().count("\n") == 2
+
+
+def _saved_epochs(out) -> int:
+    """How many epochs the saved pair holds; checks params.npz loads into the date default."""
+    model = AttentionSeq2seq(len(DATE_VOCAB), 8, 16, rng=1)
+    model.load_params(out / "params.npz")
+    return len(json.loads((out / "history.json").read_text())["epochs"])
+
+
+def test_ctrl_c_saves_the_last_completed_epoch_and_exits_130(tmp_path):
+    # A child process, as a user's: SIGINT after epoch 1 is on disk. The child gets SIGINT's
+    # default action back (a shell starts background jobs with SIGINT ignored).
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "layers.train", "--task", "date", "--model", "attention"]
+    argv += ["--out", str(out)]
+    argv += ["--train-size", "256", "--test-size", "16", "--epochs", "10000"]
+    argv += ["--hidden-size", "16", "--wordvec-size", "8", "--batch-size", "32"]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    child = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (out / "params.npz").exists():
+            assert child.poll() is None and time.monotonic() < deadline, "epoch 1 never saved"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 130
+    *progress, last = stderr.splitlines()
+    assert all(re.match(r"epoch \d+/10000 \[#+\] 256/256 loss", line) for line in progress)
+    saved = _saved_epochs(out)
+    assert saved >= 1
+    assert re.fullmatch(
+        rf"interrupted in epoch {saved + 1} of 10000: epoch {saved} is saved in "
+        rf"{re.escape(str(out))} \(params.npz, history.json\)",
+        last,
+    ), last
+    assert sorted(os.listdir(out)) == ["history.json", "params.npz"]
+
+
+def test_ctrl_c_while_an_epoch_is_being_saved_finishes_that_save(tmp_path, capsys, monkeypatch):
+    # Each epoch renames three files: save_params' own temporary file, then params.npz and
+    # history.json. A Ctrl-C between the last two must not leave them from different epochs.
+    replace, renames = os.replace, []
+
+    def interrupted_replace(source, target):
+        renames.append(target)
+        if len(renames) == 6:
+            raise KeyboardInterrupt
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    argv = ["--task", "date", "--model", "attention", "--out", str(tmp_path), *_TINY]
+    assert main([*argv, "--epochs", "3"]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"interrupted in epoch 2 of 3: epoch 2 is saved in {tmp_path} " + (
+        "(params.npz, history.json)"
+    )
+    monkeypatch.undo()
+    assert _saved_epochs(tmp_path) == 2
+    assert sorted(os.listdir(tmp_path)) == ["history.json", "params.npz"]
+
+
+@pytest.mark.parametrize(
+    "out, interrupted_call, said",
+    [
+        (False, 2, "interrupted in epoch 2 of 2: nothing saved (no --out)"),
+        (True, 1, "interrupted in epoch 1 of 2: no epoch was complete, nothing saved"),
+    ],
+)
+def test_ctrl_c_says_when_nothing_is_saved(
+    out, interrupted_call, said, tmp_path, capsys, monkeypatch
+):
+    calls = []
+
+    def train_until_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == interrupted_call:
+            raise KeyboardInterrupt
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epoch", train_until_ctrl_c)
+    argv = ["--task", "addition", "--model", "seq2seq", *_TINY]
+    argv += ["--out", str(tmp_path)] if out else []
+    assert main(argv) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == said
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_full_disk_stops_training_with_one_line_and_keeps_the_last_epoch(
+    tmp_path, capsys, monkeypatch
+):
+    savez = np.savez
+    calls = []
+
+    def full_after_one_epoch(file, **arrays):
+        calls.append(file)
+        if len(calls) == 1:
+            return savez(file, **arrays)
+        return _savez_on_a_full_disk(file, **arrays)
+
+    monkeypatch.setattr(np, "savez", full_after_one_epoch)
+    argv = ["--task", "date", "--model", "attention", "--out", str(tmp_path), *_TINY]
+    assert main([*argv, "--epochs", "3"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        f"python -m layers.train: error: cannot save epoch 2 to {tmp_path / 'params.npz'} and "
+        "history.json (No space left on device); they still hold epoch 1: free some space or "
+        "pass another --out"
+    )
+    assert all(line.startswith("epoch ") for line in err[:-1])
+    monkeypatch.undo()
+    assert _saved_epochs(tmp_path) == 1
+    assert sorted(os.listdir(tmp_path)) == ["history.json", "params.npz"]
