@@ -142,9 +142,10 @@ class _Progress:
         bar = "#" * filled + "." * (self.width - filled)
         rate = done / max(now - self.start, 1e-9)
         line = f"{self.label} [{bar}] {done}/{self.total} loss {loss:.4f} {rate:,.0f} ex/s"
+        self.mid_line = self.live  # before writing: a Ctrl-C may come while the line goes out
         self.stream.write(("\r" if self.live else "") + line + ("\n" if final else ""))
         self.stream.flush()
-        self.mid_line = not final
+        self.mid_line = self.live and not final
 
     def end_line(self) -> None:
         """End a half-drawn bar, so that what is written next starts a line of its own."""

@@ -511,6 +511,24 @@ def test_progress_is_redrawn_in_place_on_a_terminal():
     assert stream.getvalue().count("\r") == 2 and stream.getvalue().count("\n") == 2
 
 
+def test_a_ctrl_c_while_the_bar_is_written_still_ends_its_line():
+    class InterruptedTerminal(_Terminal):
+        interrupts = 1
+
+        def flush(self):
+            if self.interrupts:
+                self.interrupts -= 1
+                raise KeyboardInterrupt
+
+    stream = InterruptedTerminal()
+    progress = train._Progress("epoch 1/1", 100, stream=stream)
+    progress.last -= 1.0
+    with pytest.raises(KeyboardInterrupt):
+        progress.update(40, 2.0)
+    progress.end_line()
+    assert stream.getvalue().startswith("\repoch 1/1 [") and stream.getvalue().endswith("\n")
+
+
 def _saved_epochs(out) -> int:
     """How many epochs the saved pair holds; checks params.npz loads into the date default."""
     model = AttentionSeq2seq(len(DATE_VOCAB), 8, 16, rng=1)
