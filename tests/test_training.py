@@ -536,6 +536,7 @@ def _saved_epochs(out) -> int:
     return len(json.loads((out / "history.json").read_text())["epochs"])
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
 def test_ctrl_c_saves_the_last_completed_epoch_and_exits_130(tmp_path):
     # A child process, as a user's: SIGINT after epoch 1 is on disk. The child gets SIGINT's
     # default action back (a shell starts background jobs with SIGINT ignored).
@@ -567,8 +568,9 @@ def test_ctrl_c_saves_the_last_completed_epoch_and_exits_130(tmp_path):
     assert all(re.match(r"epoch \d+/10000 \[#+\] 256/256 loss", line) for line in progress)
     saved = _saved_epochs(out)
     assert saved >= 1
+    # in the next epoch, or in the one it was saving (that save is then finished)
     assert re.fullmatch(
-        rf"interrupted in epoch {saved + 1} of 10000: epoch {saved} is saved in "
+        rf"interrupted in epoch ({saved + 1}|{saved}) of 10000: epoch {saved} is saved in "
         rf"{re.escape(str(out))} \(params.npz, history.json\)",
         last,
     ), last
