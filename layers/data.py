@@ -20,11 +20,14 @@ import numpy as np
 
 __all__ = [
     "ADDITION_ANSWER_LEN",
+    "ADDITION_QUESTIONS",
     "ADDITION_QUESTION_LEN",
     "ADDITION_VOCAB",
     "DATE_ANSWER_LEN",
+    "DATE_QUESTIONS",
     "DATE_QUESTION_LEN",
     "DATE_VOCAB",
+    "DISTINCT_QUESTIONS",
     "START",
     "TASKS",
     "Split",
@@ -132,6 +135,13 @@ DATE_ANSWER_LEN = len("_1994-09-27")
 ADDITION_QUESTION_LEN = len("999+999")
 ADDITION_ANSWER_LEN = len("_1998")
 
+# How many distinct questions each task has: a request for more can never be met. Dates: 17,532
+# days x 25 formats x 3 cases = 1,314,900 less the repeats (a question without letters reads the
+# same in every case, "may" is both a month and its abbreviation, 10/12/94 is both m/d/yy and
+# mm/dd/yy, title case leaves 05-mar-1994 lower); tests/test_training.py counts them.
+DATE_QUESTIONS = 962_160
+ADDITION_QUESTIONS = 1000 * 1000  # a, b in 0..999
+
 
 class Vocab:
     """Character vocabulary: one id per character, id 0 is the padding space.
@@ -197,8 +207,11 @@ def _unique(draw, n: int, rng: np.random.Generator) -> list[tuple[str, str]]:
 
 def date_pairs(n: int, *, rng=0) -> list[tuple[str, str]]:
     """n distinct (question, answer) date pairs, padded; the same rng gives the same pairs."""
-    if n < 0:
-        raise ValueError(f"n={n} must be >= 0")
+    if not 0 <= n <= DATE_QUESTIONS:
+        raise ValueError(
+            f"n={n} must be in 0..{DATE_QUESTIONS} (there are {DATE_QUESTIONS:,} distinct date "
+            "questions)"
+        )
     rng = np.random.default_rng(rng)
     days = (_LAST_DAY - _FIRST_DAY).days + 1
 
@@ -213,7 +226,7 @@ def date_pairs(n: int, *, rng=0) -> list[tuple[str, str]]:
 
 def addition_pairs(n: int, *, rng=0) -> list[tuple[str, str]]:
     """n distinct (question, answer) pairs "a+b" -> "_" + (a + b), a and b in 0..999, padded."""
-    if not 0 <= n <= 1000 * 1000:
+    if not 0 <= n <= ADDITION_QUESTIONS:
         raise ValueError(f"n={n} must be in 0..1000000 (there are 10^6 distinct questions)")
     rng = np.random.default_rng(rng)
 
@@ -226,6 +239,7 @@ def addition_pairs(n: int, *, rng=0) -> list[tuple[str, str]]:
 
 
 TASKS = {"date": (date_pairs, DATE_VOCAB), "addition": (addition_pairs, ADDITION_VOCAB)}
+DISTINCT_QUESTIONS = {"date": DATE_QUESTIONS, "addition": ADDITION_QUESTIONS}
 
 
 @dataclass(frozen=True)
@@ -248,6 +262,11 @@ def load(task: str, *, train_size: int, test_size: int, seed=0) -> Split:
         raise ValueError(f"task={task!r} must be one of {sorted(TASKS)}")
     if train_size < 1 or test_size < 0:
         raise ValueError(f"train_size={train_size}, test_size={test_size}: need >= 1 and >= 0")
+    if train_size + test_size > DISTINCT_QUESTIONS[task]:
+        raise ValueError(
+            f"train_size + test_size = {train_size + test_size:,} is more than the "
+            f"{DISTINCT_QUESTIONS[task]:,} distinct questions of the {task} task; ask for fewer"
+        )
     make_pairs, vocab = TASKS[task]
     pairs = make_pairs(train_size + test_size, rng=seed)
     questions = vocab.encode([q for q, _ in pairs])

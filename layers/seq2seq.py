@@ -15,6 +15,9 @@ initial scales, ``forward(xs, ts) -> loss`` (decoder input ``ts[:, :-1]``, targe
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
+from errno import ENOSPC
 
 import numpy as np
 
@@ -485,24 +488,68 @@ class Seq2seq:
         return self.decoder.generate(self.encoder.forward(xs), start_id, sample_size)
 
     def save_params(self, path: str | os.PathLike) -> None:
-        """Write every parameter to ``path`` (.npz, one array per name in ``param_names``)."""
-        with open(path, "wb") as f:
-            np.savez(f, **dict(zip(self.param_names, self.params, strict=True)))
+        """Write every parameter to ``path`` (.npz, one array per name in ``param_names``).
+
+        The file is written whole or not at all: the arrays go to a temporary file beside
+        ``path``, which replaces ``path`` only once it is complete on disk, so a full disk or an
+        interrupt leaves the previous file as it was. A failure raises OSError naming ``path``.
+        """
+        path = os.fspath(path)
+        folder, name = os.path.split(path)
+        temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "wb") as f:
+                np.savez(f, **dict(zip(self.param_names, self.params, strict=True)))
+                f.flush()
+                os.fsync(f.fileno())  # a full disk may only say so here
+            os.replace(temporary, path)
+        except OSError as exc:
+            fix = "free some space or save elsewhere" if exc.errno == ENOSPC else "save elsewhere"
+            raise OSError(
+                exc.errno,
+                f"cannot save the parameters to {path} ({exc.strerror or exc}); "
+                f"the file there, if any, is unchanged: {fix}",
+            ) from exc
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
 
     def load_params(self, path: str | os.PathLike) -> None:
         """Read parameters saved by ``save_params`` into the model's own arrays, in place.
 
-        Every name, shape and dtype is checked before anything is written; a mismatch raises
-        ValueError naming the parameter. Files are read with ``allow_pickle=False``.
+        Every array is read, and every name, shape and dtype checked, before anything is written,
+        so a failed load leaves the model as it was. A file that is empty, truncated, corrupt or
+        not an .npz raises ValueError naming it; files are read with ``allow_pickle=False``.
         """
-        loaded = np.load(path, allow_pickle=False)
+        path = os.fspath(path)
+        try:
+            loaded = np.load(path, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded:
+                    stored = {name: loaded[name] for name in loaded.files}
+        except (EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+            with open(path, "rb") as f:
+                head = f.read(6)
+            if not head:
+                reason = "the file is empty"
+            elif not head.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+                # numpy takes anything else for a pickle, and its message invites unpickling it
+                reason = "it is neither .npz nor .npy"
+            elif isinstance(exc, EOFError):
+                reason = "it ends early"
+            elif isinstance(exc, zipfile.BadZipFile):
+                reason = f"a damaged zip archive: {exc}"
+            else:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(
+                f"{path}: not a complete parameter file ({reason}); it may be "
+                "truncated or corrupt: save it again with model.save_params(path)"
+            ) from None
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise ValueError(
                 f"{path}: holds a single array, not the .npz of named parameters that "
                 "save_params writes; save with model.save_params(path)"
             )
-        with loaded as data:
-            stored = {name: data[name] for name in data.files}
         missing = [n for n in self.param_names if n not in stored]
         extra = [n for n in stored if n not in self.param_names]
         if missing or extra:
@@ -511,9 +558,12 @@ class Seq2seq:
                 f"missing {missing}, unexpected {extra}"
             )
         for name, param in zip(self.param_names, self.params, strict=True):
-            if stored[name].shape != param.shape or stored[name].dtype != param.dtype:
+            array = stored[name]
+            if not isinstance(array, np.ndarray):
+                raise ValueError(f"{path}: {name!r} is not a .npy array")
+            if array.shape != param.shape or array.dtype != param.dtype:
                 raise ValueError(
-                    f"{path}: parameter {name!r} is {stored[name].dtype} {stored[name].shape}, "
+                    f"{path}: parameter {name!r} is {array.dtype} {array.shape}, "
                     f"the model's is {param.dtype} {param.shape}"
                 )
         for name, param in zip(self.param_names, self.params, strict=True):

@@ -1,15 +1,20 @@
 """Data, optimisers, trainer and CLI: the models learn, generate and show where they look."""
 
 import datetime
+import errno
+import io
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
-from layers import data
+from layers import data, train
 from layers.data import ADDITION_VOCAB, DATE_VOCAB, START, Vocab, addition_pairs, date_pairs, load
 from layers.optim import SGD, Adam, clip_grads, global_norm
 from layers.seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
@@ -83,6 +88,35 @@ def test_bad_data_requests_raise_with_the_value():
         addition_pairs(1000 * 1000 + 1)
     with pytest.raises(ValueError, match="task='dates' must be one of"):
         load("dates", train_size=1, test_size=1)
+
+
+def test_date_task_has_as_many_distinct_questions_as_it_says():
+    # Questions of two days never coincide (each names its day), and which of one day's 75
+    # renderings coincide depends on its month and day alone: count each day of a leap year
+    # once, weighed by how many of the years 1970-2017 have that day.
+    years = range(1970, 2018)
+    total, day = 0, datetime.date(2000, 1, 1)
+    while day.year == 2000:
+        renderings = {
+            data._date_question(day, fmt, case)
+            for fmt in data._DATE_FORMATS
+            for case in data._CASES
+        }
+        has_day = sum(day.month != 2 or day.day != 29 or y % 4 == 0 for y in years)
+        total += len(renderings) * has_day
+        day += datetime.timedelta(days=1)
+    assert total == data.DATE_QUESTIONS == 962_160
+
+
+def test_asking_for_more_date_questions_than_exist_fails_before_drawing(monkeypatch):
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("drew questions for a request that cannot be met")
+
+    monkeypatch.setattr(data, "_unique", no_drawing)
+    with pytest.raises(ValueError, match=r"n=962161 must be in 0\.\.962160 \(there are 962,160"):
+        date_pairs(data.DATE_QUESTIONS + 1)
+    with pytest.raises(ValueError, match="is more than the 962,160 distinct questions of the date"):
+        load("date", train_size=10_000_000, test_size=5000)
 
 
 def test_vocab_encodes_and_decodes_back():
@@ -227,6 +261,68 @@ def test_train_epoch_sees_every_example_once_in_shuffled_batches():
     np.testing.assert_array_equal(model.params[0], -3.0)  # three SGD steps of lr * 1
 
 
+# --- saving and loading ----------------------------------------------------------------------
+
+
+def _tiny_model(rng=0):
+    return Seq2seq(len(ADDITION_VOCAB), 4, 8, rng=rng)
+
+
+def _savez_on_a_full_disk(file, **arrays):
+    """Stands in for np.savez on a full disk: the start of an archive, then ENOSPC."""
+    file.write(b"PK\x03\x04" + bytes(64))
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_leaves_the_saved_params_whole_and_says_where(tmp_path, monkeypatch):
+    path = tmp_path / "params.npz"
+    model = _tiny_model()
+    model.save_params(path)
+    saved = [p.copy() for p in model.params]
+    for p in model.params:
+        p += 1  # a later epoch's params, which the full disk will not take
+    monkeypatch.setattr(np, "savez", _savez_on_a_full_disk)
+    with pytest.raises(OSError, match="No space left on device") as failure:
+        model.save_params(path)
+    message = str(failure.value)
+    assert str(path) in message and "free some space" in message and "\n" not in message
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["params.npz"]  # no temporary file left behind
+    fresh = _tiny_model(rng=1)
+    fresh.load_params(path)
+    for got, want in zip(fresh.params, saved, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def _damaged(good: bytes) -> dict[str, bytes]:
+    middle = bytearray(good)
+    middle[len(good) // 2] ^= 0xFF
+    return {
+        "empty": b"",
+        "truncated": good[: len(good) // 2],
+        "not an archive": bytes(range(256)) * 4,
+        "a flipped byte": bytes(middle),
+    }
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not an archive", "a flipped byte"])
+def test_loading_a_damaged_file_names_it_and_leaves_the_model_unchanged(tmp_path, damage):
+    good = tmp_path / "good.npz"
+    _tiny_model(rng=1).save_params(good)
+    path = tmp_path / "params.npz"
+    path.write_bytes(_damaged(good.read_bytes())[damage])
+    model = _tiny_model(rng=0)
+    before = [p.copy() for p in model.params]
+    with pytest.raises(ValueError) as failure:
+        model.load_params(path)
+    message = str(failure.value)
+    assert message.startswith(f"{path}: not a complete parameter file")
+    assert "save it again with model.save_params" in message and "\n" not in message
+    assert "allow_pickle" not in message  # numpy's hint would invite unpickling the file
+    for got, want in zip(model.params, before, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 # --- generation and attention maps ------------------------------------------------------------
 
 
@@ -320,3 +416,238 @@ def test_cli_turns_an_impossible_data_request_into_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         main(["--task", "addition", "--model", "seq2seq", "--train-size", "1000000"])
     assert "--train-size=1000000 --test-size=" in capsys.readouterr().err
+
+
+def _no_data(*args, **kwargs):
+    raise AssertionError("the data was drawn before the options were checked")
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--seed", "-1", "--seed=-1 must be >= 0"),
+        ("--lr", "inf", "--lr=inf must be a finite number > 0"),
+        ("--lr", "nan", "--lr=nan must be a finite number > 0"),
+        ("--clip", "nan", "--clip=nan must be a finite number >= 0"),
+        ("--clip", "-1", "--clip=-1.0 must be a finite number >= 0"),
+        ("--test-size", "0", "--test-size=0 must be >= 1"),
+        ("--batch-size", "0", "--batch-size=0 must be >= 1"),
+        ("--hidden-size", "0", "--hidden-size=0 must be >= 1"),
+        (
+            "--train-size",
+            "10000000",
+            "--train-size=10000000 --test-size=5000: together more "
+            "than the 962,160 distinct questions of the date task",
+        ),
+    ],
+)
+def test_each_bad_option_is_named_in_its_error_before_any_work(
+    option, value, message, capsys, monkeypatch
+):
+    monkeypatch.setattr(train, "load", _no_data)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--task", "date", option, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"python -m layers.train: error: {message}")
+    named = set(re.findall(r"--[a-z-]+", message))
+    others = {"--seed", "--lr", "--clip", "--test-size", "--batch-size", "--hidden-size"} - named
+    assert not any(other in err[-1] for other in others)
+
+
+@pytest.mark.parametrize(
+    "argv, model, reverse_input, hidden_size, epochs",
+    [
+        (["--task", "date"], "attention", True, 256, 10),  # ch08/train.py
+        (["--task", "addition"], "seq2seq", False, 128, 25),  # ch07/train_seq2seq.py
+        (["--task", "date", "--no-reverse-input", "--model", "peeky"], "peeky", False, 256, 10),
+        (["--task", "addition", "--reverse-input", "--epochs", "3"], "seq2seq", True, 128, 3),
+    ],
+)
+def test_defaults_follow_the_books_script_for_each_task(
+    argv, model, reverse_input, hidden_size, epochs
+):
+    args = train._parse_args(argv)
+    assert (args.model, args.reverse_input) == (model, reverse_input)
+    assert (args.hidden_size, args.epochs) == (hidden_size, epochs)
+    assert (args.wordvec_size, args.batch_size, args.lr, args.clip) == (16, 128, 1e-3, 5.0)
+
+
+def test_help_states_the_defaults_of_each_task(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--reverse-input, --no-reverse-input" in out
+    assert "default on for date, off for addition" in out
+    assert "default attention for date, seq2seq for addition" in out
+    assert "default 10 for date, 25 for addition" in out
+    assert "ch08/train.py for date, ch07/train_seq2seq.py for addition" in out
+
+
+def test_progress_goes_to_a_log_as_one_line_per_epoch(capsys):
+    assert main(["--task", "addition", "--model", "seq2seq", *_TINY]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert re.findall(r"(?m)^epoch \d/2 \[#+\] 64/64 loss \S+ \S+ ex/s$", err) == [
+        line for line in err.splitlines() if line.startswith("epoch")
+    ]
+    assert sum(line.startswith("epoch") for line in err.splitlines()) == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_redrawn_in_place_on_a_terminal():
+    stream = _Terminal()
+    progress = train._Progress("epoch 1/1", 100, stream=stream)
+    progress.last -= 1.0  # as if a second had passed since the last redraw
+    progress.update(40, 2.0)
+    progress.update(50, 2.0)  # too soon after the last: not drawn
+    assert stream.getvalue().startswith("\repoch 1/1 [") and stream.getvalue().count("\r") == 1
+    progress.end_line()  # a Ctrl-C here: what follows starts its own line
+    progress.update(100, 1.5, final=True)
+    assert stream.getvalue().count("\r") == 2 and stream.getvalue().count("\n") == 2
+
+
+def test_a_ctrl_c_while_the_bar_is_written_still_ends_its_line():
+    class InterruptedTerminal(_Terminal):
+        interrupts = 1
+
+        def flush(self):
+            if self.interrupts:
+                self.interrupts -= 1
+                raise KeyboardInterrupt
+
+    stream = InterruptedTerminal()
+    progress = train._Progress("epoch 1/1", 100, stream=stream)
+    progress.last -= 1.0
+    with pytest.raises(KeyboardInterrupt):
+        progress.update(40, 2.0)
+    progress.end_line()
+    assert stream.getvalue().startswith("\repoch 1/1 [") and stream.getvalue().endswith("\n")
+
+
+def _saved_epochs(out) -> int:
+    """How many epochs the saved pair holds; checks params.npz loads into the date default."""
+    model = AttentionSeq2seq(len(DATE_VOCAB), 8, 16, rng=1)
+    model.load_params(out / "params.npz")
+    return len(json.loads((out / "history.json").read_text())["epochs"])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_ctrl_c_saves_the_last_completed_epoch_and_exits_130(tmp_path):
+    # A child process, as a user's: SIGINT after epoch 1 is on disk. The child gets SIGINT's
+    # default action back (a shell starts background jobs with SIGINT ignored).
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "layers.train", "--task", "date", "--model", "attention"]
+    argv += ["--out", str(out)]
+    argv += ["--train-size", "256", "--test-size", "16", "--epochs", "10000"]
+    argv += ["--hidden-size", "16", "--wordvec-size", "8", "--batch-size", "32"]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    child = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (out / "params.npz").exists():
+            assert child.poll() is None and time.monotonic() < deadline, "epoch 1 never saved"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 130
+    *progress, last = stderr.splitlines()
+    assert all(re.match(r"epoch \d+/10000 \[#+\] 256/256 loss", line) for line in progress)
+    saved = _saved_epochs(out)
+    assert saved >= 1
+    # in the next epoch, or in the one it was saving (that save is then finished)
+    assert re.fullmatch(
+        rf"interrupted in epoch ({saved + 1}|{saved}) of 10000: epoch {saved} is saved in "
+        rf"{re.escape(str(out))} \(params.npz, history.json\)",
+        last,
+    ), last
+    assert sorted(os.listdir(out)) == ["history.json", "params.npz"]
+
+
+def test_ctrl_c_while_an_epoch_is_being_saved_finishes_that_save(tmp_path, capsys, monkeypatch):
+    # Each epoch renames three files: save_params' own temporary file, then params.npz and
+    # history.json. A Ctrl-C between the last two must not leave them from different epochs.
+    replace, renames = os.replace, []
+
+    def interrupted_replace(source, target):
+        renames.append(target)
+        if len(renames) == 6:
+            raise KeyboardInterrupt
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    argv = ["--task", "date", "--model", "attention", "--out", str(tmp_path), *_TINY]
+    assert main([*argv, "--epochs", "3"]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"interrupted in epoch 2 of 3: epoch 2 is saved in {tmp_path} " + (
+        "(params.npz, history.json)"
+    )
+    monkeypatch.undo()
+    assert _saved_epochs(tmp_path) == 2
+    assert sorted(os.listdir(tmp_path)) == ["history.json", "params.npz"]
+
+
+@pytest.mark.parametrize(
+    "out, interrupted_call, said",
+    [
+        (False, 2, "interrupted in epoch 2 of 2: nothing saved (no --out)"),
+        (True, 1, "interrupted in epoch 1 of 2: no epoch was complete, nothing saved"),
+    ],
+)
+def test_ctrl_c_says_when_nothing_is_saved(
+    out, interrupted_call, said, tmp_path, capsys, monkeypatch
+):
+    calls = []
+
+    def train_until_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == interrupted_call:
+            raise KeyboardInterrupt
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epoch", train_until_ctrl_c)
+    argv = ["--task", "addition", "--model", "seq2seq", *_TINY]
+    argv += ["--out", str(tmp_path)] if out else []
+    assert main(argv) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == said
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_full_disk_stops_training_with_one_line_and_keeps_the_last_epoch(
+    tmp_path, capsys, monkeypatch
+):
+    savez = np.savez
+    calls = []
+
+    def full_after_one_epoch(file, **arrays):
+        calls.append(file)
+        if len(calls) == 1:
+            return savez(file, **arrays)
+        return _savez_on_a_full_disk(file, **arrays)
+
+    monkeypatch.setattr(np, "savez", full_after_one_epoch)
+    argv = ["--task", "date", "--model", "attention", "--out", str(tmp_path), *_TINY]
+    assert main([*argv, "--epochs", "3"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        f"python -m layers.train: error: cannot save epoch 2 to {tmp_path / 'params.npz'} and "
+        "history.json (No space left on device); they still hold epoch 1: free some space or "
+        "pass another --out"
+    )
+    assert all(line.startswith("epoch ") for line in err[:-1])
+    monkeypatch.undo()
+    assert _saved_epochs(tmp_path) == 1
+    assert sorted(os.listdir(tmp_path)) == ["history.json", "params.npz"]
