@@ -10,6 +10,7 @@ grads, arguments written into, a forward that is not deterministic, ...) is gath
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,8 @@ class Observations:
     state_grads: dict[str, Any]
     out_dtypes: list[np.dtype]
     deterministic: bool
+    nondeterminism: str | None  # what showed it, when not deterministic
+    out_digest: list  # of the analytic pass's output: a later forward must give the same bits
     grads_before: GradsBinding
     grads_after: GradsBinding
     mutated_by_forward: frozenset[int]  # ids of arrays (inputs too) the forward wrote into
@@ -119,6 +122,7 @@ def run(
     watched = [a for a in walk(layer).arrays if id(a) in box.sources and id(a) not in input_ids]
     # every input, integer ids too, bit for bit (a digest: no second copy of the inputs)
     inputs_digest = [digest(x) for x in box.inputs]
+    global_draws = _GlobalRandom()
     out = _checked_output(subject.name, box.call_forward())
     out_dtypes = [np.asarray(o).dtype for o in (out if isinstance(out, tuple) else (out,))]
     probe_digest = digest(out)
@@ -139,7 +143,12 @@ def run(
     evaluate = box.loss_function(douts.arrays, douts.scalar)
     L0 = _loss(douts, out)
     noise = _NOISE_FACTOR * _EPS64 * (scale + abs(L0)) / eps
-    deterministic = digest(out) == probe_digest
+    nondeterminism = global_draws.used()
+    out_digest = digest(out)
+    if nondeterminism is None and out_digest != probe_digest:
+        nondeterminism = (
+            "two forwards with the same inputs, params and state gave different outputs"
+        )
     out = outs = None
     box.zero_grads()
     grads_before = GradsBinding.of(layer, parts)  # (after forward: a reset may make new ones)
@@ -175,7 +184,9 @@ def run(
         state_arrays=held,
         state_grads={name: getattr(layer, name, None) for name in ("dh", "dc")},
         out_dtypes=out_dtypes,
-        deterministic=deterministic,
+        deterministic=nondeterminism is None,
+        nondeterminism=nondeterminism,
+        out_digest=out_digest,
         grads_before=grads_before,
         grads_after=grads_after,
         mutated_by_forward=frozenset(id(a) for a in written),
@@ -186,6 +197,27 @@ def run(
         native_dtype=native_dtype,
         notes=tuple(notes),
     )
+
+
+class _GlobalRandom:
+    """Whether forward draws from the global random states (numpy's legacy ``np.random.*``
+    functions, Python's ``random``): a forward that does is not deterministic, even when two of
+    its outputs happen to agree (a mask of a few elements often does)."""
+
+    def __init__(self) -> None:
+        self.numpy, self.python = _numpy_global_state(), random.getstate()
+
+    def used(self) -> str | None:
+        if _numpy_global_state() != self.numpy:
+            return "forward draws from the global np.random"
+        if random.getstate() != self.python:
+            return "forward draws from Python's global random"
+        return None
+
+
+def _numpy_global_state() -> tuple[int, bytes]:
+    _, key, pos, *_ = np.random.get_state()  # noqa: NPY002  (read only: the user's global)
+    return pos, key.tobytes()
 
 
 def without_gradients(obs: Observations) -> Observations:

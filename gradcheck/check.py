@@ -26,6 +26,7 @@ import numpy as np
 from gradcheck import analytic, contract
 from gradcheck.compare import Findings, Probe, Target, Tolerance, check_target
 from gradcheck.conventions import function, loss, pair
+from gradcheck.douts import digest
 from gradcheck.options import Settings
 from gradcheck.precision import float32_inside
 from gradcheck.report import Entry, Report
@@ -207,6 +208,11 @@ def _gradients(
     precision = None
     if obs.deterministic and settings.mode != "fast":
         precision = float32_inside(movable, probe, obs.noise, settings.atol)
+        if precision is not None:  # (or randomness that two forwards did not show: look again)
+            obs = _looked_again(box, obs)
+    if not obs.deterministic:  # differences would measure the randomness: nothing to judge
+        entries = [_not_judged(t, obs.nondeterminism) for t in targets]
+        return _in_input_order(subject, box, entries), analytic.without_gradients(obs)
     probe = dataclasses.replace(probe, float32_inside=precision is not None)
     findings = Findings()
     entries = []
@@ -217,7 +223,10 @@ def _gradients(
     if settings.mode == "fast" and obs.deterministic:
         measured = findings.first_projections
         precision = float32_inside(movable, probe, obs.noise, settings.atol, measured)
-    entries += _unchecked_inputs(subject, box)
+    entries = _in_input_order(subject, box, entries)
+    empty_output = not obs.douts.scalar and all(d.size == 0 for d in obs.douts.arrays)
+    if empty_output or not any(e.checked for e in entries):
+        entries.append(_nothing_checked(subject, box, empty_output))
     notes = obs.notes + ((precision,) if precision else ())
     obs = dataclasses.replace(
         analytic.without_gradients(obs),
@@ -243,21 +252,62 @@ def _targets(box: Sandbox, subject: Subject, obs: analytic.Observations) -> list
     return out
 
 
-def _unchecked_inputs(subject: Subject, box: Sandbox) -> list[Entry]:
-    """Rows for float inputs whose gradient the subject does not give (a loss's other
-    arguments)."""
-    return [
-        Entry(
-            subject.input_names[i],
-            "gradient",
-            "skipped",
-            shape=tuple(x.shape),
-            label=subject.input_labels[i],
-            message=f"not checked: {subject.name} gives the gradient of another argument",
+def _looked_again(box: Sandbox, obs: analytic.Observations) -> analytic.Observations:
+    """``obs``, not deterministic if one more forward from the same state gives other bits
+    than the analytic pass's (randomness the first two forwards did not show)."""
+    if digest(box.forward()) == obs.out_digest:
+        return obs
+    why = "a third forward with the same inputs, params and state gave a different output"
+    return dataclasses.replace(obs, deterministic=False, nondeterminism=why)
+
+
+def _not_judged(t: Target, why: str) -> Entry:
+    shape = tuple(t.array.shape)
+    return Entry(t.name, "gradient", "not judged", shape=shape, label=t.label, message=why)
+
+
+def _in_input_order(subject: Subject, box: Sandbox, entries: list[Entry]) -> list[Entry]:
+    """The gradient rows with a row for each input that is not checked (an integer input, a
+    loss's other arguments) in its place among the inputs."""
+    checked = iter(entries)
+    rows = []
+    for i, x in enumerate(box.inputs):
+        if subject.checked[i]:
+            rows.append(next(checked))
+            continue
+        why = (
+            "integer input"
+            if x.dtype.kind != "f"
+            else f"{subject.name} gives the gradient of another argument"
         )
-        for i, x in enumerate(box.inputs)
-        if x.dtype.kind == "f" and not subject.checked[i]
-    ]
+        rows.append(
+            Entry(
+                subject.input_names[i],
+                "gradient",
+                "skipped",
+                shape=tuple(x.shape),
+                label=subject.input_labels[i],
+                message=f"not checked: {why}",
+            )
+        )
+    return rows + list(checked)
+
+
+def _nothing_checked(subject: Subject, box: Sandbox, empty_output: bool) -> Entry:
+    """A failing row for a check that compared no element at all, or only against a loss that
+    is 0 whatever the inputs (an empty output): it could catch nothing."""
+    floats = [x for x, c in zip(box.inputs, subject.checked, strict=True) if c]
+    arrays = floats + list(box.layer.params)
+    if empty_output:
+        why = "the output is empty, so every gradient is 0 whatever backward does"
+    elif not arrays:
+        why = "no float input and no parameters"
+    elif all(a.size == 0 for a in arrays):
+        why = "every float input and parameter is empty"
+    else:
+        why = "every quantity was skipped"
+    message = f"no element was compared ({why}); give it a float input of a non-empty shape"
+    return Entry("nothing checked", "gradient", "fail", message=message)
 
 
 def _progress_reporter(

@@ -164,6 +164,11 @@ class Report:
             head = f"{self.layer} passes: gradients hold; contract not checked ({tol})"
         elif gradients_ok:
             head = f"{self.layer} breaks the layer contract ({tol})"
+        elif any(e.name == "nothing checked" for e in self.gradients):
+            head = f"{self.layer}: nothing was checked ({tol})"
+        elif any(e.status == "not judged" for e in self.gradients):
+            why = next(e.message for e in self.gradients if e.status == "not judged")
+            head = f"{self.layer}: gradients not judged, forward is not deterministic ({why})"
         elif any(e.status == "mismatch" for e in self.gradients):
             blamed = self.blamed or f"{self.layer}.backward"
             head = f"{blamed} disagrees with central differences ({tol})"

@@ -324,7 +324,9 @@ def test_integer_inputs_are_skipped(rng):
     ids, scale = np.array([[0, 2, 2], [5, 0, 1]]), rng.standard_normal((2, 3, 3))
     report = check_layer(Lookup(W), ids, scale)
     assert report.passed, report
-    assert [e.name for e in report.gradients] == ["input[1]", "params[0]"]
+    assert [e.name for e in report.gradients] == ["input[0]", "input[1]", "params[0]"]
+    ids_row = report.gradients[0]
+    assert ids_row.status == "skipped" and ids_row.message == "not checked: integer input"
 
 
 def test_user_dout_is_used(rng):

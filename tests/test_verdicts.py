@@ -1,0 +1,124 @@
+"""Honest verdicts: a forward that is not deterministic is named first and its gradients are
+not judged; a check that compared nothing does not pass; integer inputs get a row. Each with a
+negative control (the layer it must fail) and a positive one (the twin it must pass)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from gradcheck import check_layer
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(11)
+
+
+class Dropout:
+    """Inverted dropout; ``source`` says where the mask comes from: the layer's own generator
+    (right), the global np.random, Python's random, or a fresh unseeded generator (wrong)."""
+
+    def __init__(self, source="own", ratio=0.5):
+        self.params, self.grads = [], []
+        self.source, self.ratio = source, ratio
+        self.rng = np.random.default_rng(0)
+
+    def _uniform(self, shape):
+        if self.source == "global":
+            return np.random.random(shape)  # noqa: NPY002  # BUG
+        if self.source == "python":
+            return np.array([random.random() for _ in range(int(np.prod(shape)))]).reshape(shape)
+        if self.source == "fresh":
+            return np.random.default_rng().random(shape)  # BUG: a new seed every call
+        return self.rng.random(shape)
+
+    def forward(self, x):
+        self.mask = (self._uniform(x.shape) >= self.ratio) / (1 - self.ratio)
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+@pytest.mark.parametrize("source", ["global", "python", "fresh"])
+def test_nondeterministic_forward_is_named_first_and_gradients_not_judged(rng, source):
+    x = rng.standard_normal((4, 5))
+    report = check_layer(Dropout(source), x)
+    assert not report.passed
+    head = str(report).splitlines()[0]
+    assert "gradients not judged, forward is not deterministic" in head, report
+    if source == "global":
+        assert "global np.random" in head
+    assert [e.status for e in report.gradients] == ["not judged"]
+    assert all(e.pattern is None and e.kinks == 0 for e in report.gradients)
+    deterministic = next(e for e in report.contract if e.name == "forward deterministic")
+    assert deterministic.status == "fail"
+    assert check_layer(Dropout("own"), x).passed  # the twin
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_global_random_is_named_even_when_two_masks_agree_by_chance(seed):
+    # one element: two global draws give the same mask half of the time
+    x = np.array([[0.7]])
+    report = check_layer(Dropout("global"), x, seed=seed)
+    assert "global np.random" in str(report).splitlines()[0], report
+    assert "float32" not in str(report)
+
+
+def test_nondeterminism_is_a_failure_without_the_contract_too(rng):
+    report = check_layer(Dropout("global"), rng.standard_normal((3, 3)), contract=False)
+    assert not report.passed
+
+
+class Lookup:
+    """out = W[ids]; ``ids_only`` drops W, leaving a layer of integer inputs only."""
+
+    def __init__(self, W=None):
+        self.params = [] if W is None else [W]
+        self.grads = [np.zeros_like(p) for p in self.params]
+
+    def forward(self, ids, *rest):
+        self.ids = ids
+        table = self.params[0] if self.params else np.arange(6.0)[:, None] * np.ones((6, 2))
+        return table[ids] * (rest[0] if rest else 1.0)
+
+    def backward(self, dout):
+        if self.params:
+            self.grads[0][...] = 0
+            np.add.at(self.grads[0], self.ids, dout)
+        return 3 * self.ids * dout.sum()  # BUG for ids only: a gradient for an integer input
+
+
+def test_integer_inputs_only_and_no_parameters_is_not_a_pass():
+    report = check_layer(Lookup(), np.array([0, 3, 5]))
+    assert not report.passed, report
+    assert str(report).splitlines()[0].startswith("Lookup: nothing was checked")
+    assert report.gradients[0].message == "not checked: integer input"
+    nothing = next(e for e in report.gradients if e.name == "nothing checked")
+    assert "no float input and no parameters" in nothing.message
+    assert check_layer(Lookup(np.ones((6, 2))), np.array([0, 3, 5])).passed  # the twin
+
+
+class Affine:
+    def __init__(self, W):
+        self.params, self.grads = [W], [np.zeros_like(W)]
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.params[0]
+
+    def backward(self, dout):
+        self.grads[0][...] = self.x.T @ dout
+        return dout @ self.params[0].T
+
+
+def test_empty_batch_is_not_a_pass(rng):
+    layer = Affine(rng.standard_normal((3, 2)))
+    report = check_layer(layer, np.zeros((0, 3)))
+    assert not report.passed, report
+    assert str(report).splitlines()[0].startswith("Affine: nothing was checked"), report
+    assert "the output is empty" in str(report)
+    assert check_layer(layer, rng.standard_normal((2, 3))).passed  # the twin: N=2
