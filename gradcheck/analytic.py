@@ -89,6 +89,7 @@ class Observations:
     grads_before: GradsBinding
     grads_after: GradsBinding
     mutated_by_forward: frozenset[int]  # ids of arrays (inputs too) the forward wrote into
+    bases: dict[int, np.ndarray]  # the array to perturb for each float one forward writes into
     mutated_inputs: tuple[int, ...]
     mutated_inputs_backward: tuple[int, ...]
     mutated_params: tuple[int, ...]
@@ -129,7 +130,8 @@ def run(
     mutated_inputs = tuple(i for i, x in enumerate(box.inputs) if digest(x) != inputs_digest[i])
     written = [a for a in watched if not np.array_equal(a, box.sources[id(a)])]
     written += [box.inputs[i] for i in mutated_inputs]
-    box.plan = snapshot.plan([(a, box.sources[id(a)]) for a in written])
+    bases = _bases(box, written)
+    box.plan = snapshot.plan([(a, bases.get(id(a), box.sources[id(a)])) for a in written])
     douts = Douts(subject.name, out, dout, rng)
     out = None  # (only its digest is kept)
     # the analytic pass; what the output tells is taken before backward, so that the output is
@@ -190,6 +192,7 @@ def run(
         grads_before=grads_before,
         grads_after=grads_after,
         mutated_by_forward=frozenset(id(a) for a in written),
+        bases=bases,
         mutated_inputs=mutated_inputs,
         mutated_inputs_backward=tuple(mutated_backward),
         mutated_params=tuple(mutated_params),
@@ -197,6 +200,18 @@ def run(
         native_dtype=native_dtype,
         notes=tuple(notes),
     )
+
+
+def _bases(box: Sandbox, written: list[np.ndarray]) -> dict[int, np.ndarray]:
+    """For each float array the forward writes into, a float64 copy of its starting values that
+    the restore plan copies into it before every forward: the differences perturb the copy, so
+    such an array is still checked (a fresh copy of the perturbed values for every
+    evaluation)."""
+    return {
+        id(a): np.array(box.sources[id(a)], dtype=np.float64)
+        for a in written
+        if a.dtype.kind == "f"
+    }
 
 
 class _GlobalRandom:

@@ -98,25 +98,25 @@ class Findings:
 
 
 def check_target(
-    t: Target, probe: Probe, tol: Tolerance, settings: Settings, findings: Findings, skip: str
+    t: Target, probe: Probe, tol: Tolerance, settings: Settings, findings: Findings
 ) -> Entry:
-    """The entry of one quantity. ``skip``: why it cannot be perturbed ("" when it can)."""
+    """The entry of one quantity."""
     from gradcheck.projections import compare_directions  # (fast mode's half of the job)
 
     shape = tuple(t.array.shape)
     entry = Entry(t.name, "gradient", "ok", shape=shape, label=t.label)
-    if skip:
-        entry.status, entry.message = "skipped", skip
-        return entry
     if t.array.size == 0:
         entry.status, entry.message = "skipped", "empty"
         return entry
     missing = t.analytic is None
     analytic = np.zeros(shape) if missing else np.asarray(t.analytic)  # e.g. no dc: zeros
+    misshapen = ""
     if analytic.shape != shape:
-        entry.status = "fail"
-        entry.message = f"gradient has shape {analytic.shape}, expected {shape} exactly"
-        return entry
+        misshapen = f"gradient has shape {analytic.shape}, expected {shape} exactly"
+        if analytic.size != t.array.size:
+            entry.status, entry.message = "fail", misshapen
+            return entry
+        analytic = analytic.reshape(shape)  # the same elements: compared by value too
     analytic = analytic.astype(np.float64, copy=False)
     if np.may_share_memory(analytic, t.array):  # a gradient that is the array perturbed
         analytic = analytic.copy()
@@ -130,6 +130,10 @@ def check_target(
             compared.append(compare_elements(t, analytic, idx, probe, tol, findings))
         compared.append(compare_directions(t, analytic, probe, tol, settings, findings))
     entry = merge(entry, compared)
+    if misshapen:  # both facts: the shape, and whether the values (reshaped) agree
+        values = "its values, reshaped, agree" if entry.passed else "its values are wrong too"
+        entry.message = "; ".join(m for m in (misshapen, values, entry.message) if m)
+        entry.status = "fail" if entry.passed else entry.status
     if missing:
         note = f"the layer keeps no {t.name} after backward (compared as zeros)"
         if entry.status != "ok":

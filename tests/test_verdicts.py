@@ -122,3 +122,71 @@ def test_empty_batch_is_not_a_pass(rng):
     assert str(report).splitlines()[0].startswith("Affine: nothing was checked"), report
     assert "the output is empty" in str(report)
     assert check_layer(layer, rng.standard_normal((2, 3))).passed  # the twin: N=2
+
+
+# --- inputs the forward writes into, gradients of another shape ------------------------------
+
+
+def _softmax_loss(x, y, *, in_place=False, wrong=False):
+    """cs231n's softmax loss; ``in_place`` shifts x by its row maxima in place (the caller's
+    array!), ``wrong`` forgets to divide dx by N."""
+    if in_place:
+        x -= x.max(axis=1, keepdims=True)  # writes into the caller's x
+    else:
+        x = x - x.max(axis=1, keepdims=True)
+    p = np.exp(x)
+    p /= p.sum(axis=1, keepdims=True)
+    N = x.shape[0]
+    loss = -np.log(p[np.arange(N), y]).mean()
+    dx = p.copy()
+    dx[np.arange(N), y] -= 1
+    return loss, dx if wrong else dx / N
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_an_input_the_forward_writes_into_is_still_checked(rng, wrong):
+    from gradcheck import check_loss
+
+    x, y = rng.standard_normal((4, 5)), np.array([0, 4, 2, 2])
+
+    def loss(x, y):
+        return _softmax_loss(x, y, in_place=True, wrong=wrong)
+
+    report = check_loss(loss, x, y)
+    row = report.gradients[0]
+    assert row.checked == x.size, report
+    assert row.status == ("mismatch" if wrong else "ok"), report
+    unmodified = next(e for e in report.contract if e.name == "arguments unmodified")
+    assert unmodified.status == "fail" and "forward modified x" in unmodified.message
+    assert check_loss(_softmax_loss, x, y).passed  # the twin works on a copy
+
+
+class Bias:
+    """out = x + b; ``shape`` of db: (H,) right, (1, H) wrong shape; ``factor`` scales it."""
+
+    def __init__(self, b, shape="right", factor=1.0):
+        self.params, self.grads = [b], [np.zeros_like(b)]
+        self.shape, self.factor = shape, factor
+
+    def forward(self, x):
+        return x + self.params[0]
+
+    def backward(self, dout):
+        self.grads[0][...] = dout.sum(axis=0)
+        dx = dout * self.factor
+        return dx.reshape(1, *dx.shape) if self.shape == "wrong" else dx
+
+
+@pytest.mark.parametrize("factor", [1.0, 2.0])
+def test_a_gradient_of_another_shape_is_compared_by_value_and_fails_on_its_shape(rng, factor):
+    x, b = rng.standard_normal((3, 4)), rng.standard_normal(4)
+    report = check_layer(Bias(b, "wrong", factor), x)
+    row = report.gradients[0]
+    assert not report.passed
+    assert "gradient has shape (1, 3, 4), expected (3, 4) exactly" in row.message, report
+    if factor == 1.0:
+        assert row.status == "fail" and "its values, reshaped, agree" in row.message
+    else:
+        assert row.status == "mismatch" and "its values are wrong too" in row.message
+        assert row.pattern is not None and "constant factor" in row.pattern
+    assert check_layer(Bias(b), x).passed  # the twin
