@@ -219,19 +219,34 @@ def describe_pattern(
     nn = float(np.vdot(n, n))
     if nn > 0:
         c = float(np.vdot(a, n)) / nn
-        if close(a, c * n):
+        # a factor needs evidence: it explains analytic where numeric alone does not, and it
+        # is not 1 as printed (a factor within rounding of 1 is no factor)
+        if close(a, c * n) and not close(a, n) and f"{c:.4g}" != "1":
             if abs(c + 1) < 1e-3:
                 return "sign flipped (analytic = -numeric)"
             return f"off by a constant factor (analytic = {c:.4g} x numeric)"
-    if a.ndim >= 2 and a.shape[-1] == a.shape[-2] and close(a, np.swapaxes(n, -1, -2)):
-        return "transposed (analytic = numeric with its last two axes swapped)"
-    if a.ndim >= 2 and close(a.reshape(-1), n.T.reshape(-1)):
-        return "transposed data (analytic = numeric.T reshaped to the same shape)"
+    # transposition needs evidence: two axes of length > 1, more than 4 elements, and values
+    # that differ from their own transpose (else any reshuffle "matches")
+    if _can_be_transposed(n):
+        if a.shape[-1] == a.shape[-2] and close(a, np.swapaxes(n, -1, -2)) and not close(a, n):
+            return "transposed (analytic = numeric with its last two axes swapped)"
+        if close(a.reshape(-1), n.T.reshape(-1)) and not close(a, n):
+            return "transposed data (analytic = numeric.T reshaped to the same shape)"
     where = _slice_pattern(wrong)
     if not np.any(a[wrong]):
         zero = f"zero where it should not be ({int(wrong.sum())} elements analytic 0)"
         return f"{zero}, {where}" if where else zero
     return where
+
+
+def _can_be_transposed(n: np.ndarray) -> bool:
+    """Whether "transposed" could mean anything for ``n``: at least two axes longer than 1,
+    more than 4 elements, and values that are not all alike (a transposed constant, or numbers
+    that are 0 up to rounding, match anything)."""
+    if n.ndim < 2 or n.size <= 4 or sum(d > 1 for d in n.shape) < 2:
+        return False
+    values = np.abs(n)
+    return bool(values.max() > 0 and np.ptp(n) > 1e-6 * values.max())
 
 
 def _slice_pattern(wrong: np.ndarray) -> str | None:
