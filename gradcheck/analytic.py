@@ -78,6 +78,7 @@ class Observations:
     evaluate: Any
     L0: float
     noise: float
+    loss_scale: float  # sum |dout * out| + |L0|: what the loss's rounding is relative to
     input_grads: list[Any]
     param_grads: list[np.ndarray]
     state_arrays: dict[str, np.ndarray]
@@ -96,7 +97,8 @@ class Observations:
     dout_modified: tuple[int, ...]
     native_dtype: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
-    precision: str | None = None
+    precision: str | None = None  # the copy computes in float32 inside: how that showed
+    precision_verified: bool = False  # and its gradients were judged at float32 precision
     nonfinite: tuple[str, ...] = ()
     gradients_failed: bool = False
     fresh_fingerprints: list | None = None  # (the contract's first backward, shared by two)
@@ -181,6 +183,7 @@ def run(
         evaluate=evaluate,
         L0=L0,
         noise=noise,
+        loss_scale=scale + abs(L0),
         input_grads=grads,
         param_grads=[g.copy() for g in layer.grads] if subject.resets else list(layer.grads),
         state_arrays=held,

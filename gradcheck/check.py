@@ -23,13 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck import analytic, contract
-from gradcheck.compare import Findings, Probe, Target, Tolerance, check_target
+from gradcheck import analytic, contract, gradients
+from gradcheck.compare import RTOL32, STEP32
 from gradcheck.conventions import function, loss, pair
-from gradcheck.douts import digest
 from gradcheck.options import Settings
-from gradcheck.precision import float32_inside
-from gradcheck.report import Entry, Report
+from gradcheck.report import Report
 from gradcheck.sandbox import Sandbox, run_sharing_arrays, sandbox
 from gradcheck.state import validate_state
 from gradcheck.subjects import Subject, subject_of
@@ -176,9 +174,11 @@ def _check(
                 box.on_call = _progress_reporter(progress, subject, arrays, settings)
             rng = np.random.default_rng(settings.seed)
             obs = analytic.run(box, subject, dout, state, rng, settings.eps, native)
-            entries, obs = _gradients(box, subject, obs, settings, rng)
+            entries, obs = gradients.run(box, subject, obs, settings, rng)
             if settings.contract:
                 entries += contract.run(box, obs, settings)
+            elif obs.precision is not None and settings.dtype == "strict":
+                entries.append(contract.dtypes(box, obs))
             return _report(box, subject, obs, entries, settings)
 
     return run_sharing_arrays(pipeline)
@@ -194,122 +194,6 @@ def _settings(options: dict[str, Any]) -> Settings:
             f"{', '.join(names)}, dout and state"
         )
     return Settings(**options)
-
-
-def _gradients(
-    box: Sandbox, subject: Subject, obs: analytic.Observations, settings: Settings, rng: Any
-) -> tuple[list[Entry], analytic.Observations]:
-    """The gradient entries, and the observations with what the comparison found (and without
-    the analytic gradients, which the contract checks need not hold)."""
-    targets = _targets(box, subject, obs)
-    movable = [t for t in targets if t.array.size]
-    tol = Tolerance(settings.atol, settings.rtol, obs.noise)
-    probe = Probe(obs.evaluate, obs.L0, settings.eps, rng)
-    precision = None
-    if obs.deterministic and settings.mode != "fast":
-        precision = float32_inside(movable, probe, obs.noise, settings.atol)
-        if precision is not None:  # (or randomness that two forwards did not show: look again)
-            obs = _looked_again(box, obs)
-    if not obs.deterministic:  # differences would measure the randomness: nothing to judge
-        entries = [_not_judged(t, obs.nondeterminism) for t in targets]
-        return _in_input_order(subject, box, entries), analytic.without_gradients(obs)
-    probe = dataclasses.replace(probe, float32_inside=precision is not None)
-    findings = Findings()
-    entries = []
-    for t in targets:
-        entries.append(check_target(t, probe, tol, settings, findings))
-    if settings.mode == "fast" and obs.deterministic:
-        measured = findings.first_projections
-        precision = float32_inside(movable, probe, obs.noise, settings.atol, measured)
-    entries = _in_input_order(subject, box, entries)
-    empty_output = not obs.douts.scalar and all(d.size == 0 for d in obs.douts.arrays)
-    if empty_output or not any(e.checked for e in entries):
-        entries.append(_nothing_checked(subject, box, empty_output))
-    notes = obs.notes + ((precision,) if precision else ())
-    obs = dataclasses.replace(
-        analytic.without_gradients(obs),
-        precision=precision,
-        nonfinite=tuple(findings.nonfinite),
-        gradients_failed=not all(e.passed for e in entries),
-        notes=notes,
-    )
-    return entries, obs
-
-
-def _targets(box: Sandbox, subject: Subject, obs: analytic.Observations) -> list[Target]:
-    """What is checked; an array the forward writes into is perturbed through its base."""
-    bases = obs.bases
-    out = [
-        Target(
-            subject.input_names[i], subject.input_labels[i], bases.get(id(x), x), obs.input_grads[i]
-        )
-        for i, x in enumerate(box.inputs)
-        if subject.checked[i]
-    ]
-    out += [
-        Target(name, name, bases.get(id(p), p), g, is_param=True)
-        for p, g, name in zip(box.layer.params, obs.param_grads, subject.param_names, strict=True)
-    ]
-    out += [Target(n, n, a, obs.state_grads[n]) for n, a in obs.state_arrays.items()]
-    return out
-
-
-def _looked_again(box: Sandbox, obs: analytic.Observations) -> analytic.Observations:
-    """``obs``, not deterministic if one more forward from the same state gives other bits
-    than the analytic pass's (randomness the first two forwards did not show)."""
-    if digest(box.forward()) == obs.out_digest:
-        return obs
-    why = "a third forward with the same inputs, params and state gave a different output"
-    return dataclasses.replace(obs, deterministic=False, nondeterminism=why)
-
-
-def _not_judged(t: Target, why: str) -> Entry:
-    shape = tuple(t.array.shape)
-    return Entry(t.name, "gradient", "not judged", shape=shape, label=t.label, message=why)
-
-
-def _in_input_order(subject: Subject, box: Sandbox, entries: list[Entry]) -> list[Entry]:
-    """The gradient rows with a row for each input that is not checked (an integer input, a
-    loss's other arguments) in its place among the inputs."""
-    checked = iter(entries)
-    rows = []
-    for i, x in enumerate(box.inputs):
-        if subject.checked[i]:
-            rows.append(next(checked))
-            continue
-        why = (
-            "integer input"
-            if x.dtype.kind != "f"
-            else f"{subject.name} gives the gradient of another argument"
-        )
-        rows.append(
-            Entry(
-                subject.input_names[i],
-                "gradient",
-                "skipped",
-                shape=tuple(x.shape),
-                label=subject.input_labels[i],
-                message=f"not checked: {why}",
-            )
-        )
-    return rows + list(checked)
-
-
-def _nothing_checked(subject: Subject, box: Sandbox, empty_output: bool) -> Entry:
-    """A failing row for a check that compared no element at all, or only against a loss that
-    is 0 whatever the inputs (an empty output): it could catch nothing."""
-    floats = [x for x, c in zip(box.inputs, subject.checked, strict=True) if c]
-    arrays = floats + list(box.layer.params)
-    if empty_output:
-        why = "the output is empty, so every gradient is 0 whatever backward does"
-    elif not arrays:
-        why = "no float input and no parameters"
-    elif all(a.size == 0 for a in arrays):
-        why = "every float input and parameter is empty"
-    else:
-        why = "every quantity was skipped"
-    message = f"no element was compared ({why}); give it a float input of a non-empty shape"
-    return Entry("nothing checked", "gradient", "fail", message=message)
 
 
 def _progress_reporter(
@@ -346,6 +230,8 @@ def _report(
     }
     if settings.skip:
         shown["skip"] = list(settings.skip)
+    if settings.dtype != "lenient":
+        shown["dtype"] = settings.dtype
     shapes = {
         label.split(" ", 1)[-1]: tuple(x.shape)
         for label, x in zip(subject.input_labels, box.user_inputs, strict=True)
@@ -361,4 +247,37 @@ def _report(
         context=settings.context,
         notes=list(obs.notes),
         blamed=subject.blamed,
+        summary=_float32_summary(subject, obs) if obs.precision_verified else None,
+    )
+
+
+def _float32_summary(subject: Subject, obs: analytic.Observations) -> str:
+    """The one line, under the headline, that says a subject computes in float32 inside and
+    how its gradients were judged; and where the float32 shows (outputs, gradients), if it
+    does."""
+    where = [f"output[{k}]" for k, d in enumerate(obs.out_dtypes) if d != np.float64]
+    where += [
+        f"the gradient of {subject.input_labels[i]}"
+        for i, g in enumerate(obs.input_grads)
+        if isinstance(g, np.ndarray) and g.dtype != np.float64
+    ]
+    where += [
+        f"grads of {name}"
+        for name, g in zip(subject.param_names, obs.param_grads, strict=True)
+        if g.dtype != np.float64
+    ]
+    where += [
+        name
+        for name, g in obs.state_grads.items()
+        if isinstance(g, np.ndarray) and g.dtype != np.float64
+    ]
+    shows = (
+        f"{', '.join(where)} float32"
+        if where
+        else "hidden: outputs and gradients are float64, a part rounds to float32"
+    )
+    return (
+        f"computes in float32 inside ({shows}): gradients verified to float32 precision "
+        f"(differences at steps {STEP32:.2g} and {STEP32 / 2:.2g}, extrapolated, with their "
+        f"error estimates; rtol {RTOL32:.1e}); dtype='strict' makes it a failure"
     )

@@ -75,16 +75,57 @@ class Tolerance:
         return (errors, relative) if errors else None
 
 
+#: float32's machine epsilon, and what follows from it for a layer computing in float32:
+_EPS32 = float(np.finfo(np.float32).eps)
+#: the larger of the two steps of float32 differences: Richardson extrapolation over steps h
+#: and h/2 leaves an error of order h**4, which balances the rounding eps32/h at eps32**(1/5)
+STEP32 = _EPS32**0.2
+#: the analytic gradient's own float32 rounding, accumulated over a few thousand operations
+RTOL32 = _EPS32**0.5
+
+
 @dataclass(frozen=True)
 class Probe:
     """What the comparison evaluates: ``evaluate()`` is L after a restore, ``L0`` its value at
-    the unperturbed point, ``eps`` the step; ``float32_inside`` turns kink excuses off."""
+    the unperturbed point, ``eps`` the step. ``float32_inside``: the subject computes in float32
+    inside, so differences are taken at :data:`STEP32` and half of it and extrapolated, each
+    with its error estimate (:func:`measure`)."""
 
     evaluate: Callable[[], float]
     L0: float
     eps: float
     rng: np.random.Generator
     float32_inside: bool = False
+    excuse_kinks: bool = True  # False: rounding noise at a float64 step is no kink (strict)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Numeric derivatives at some elements or directions: ``central``, the one-sided slopes
+    ``left``/``right``, the estimated ``error`` of each central value (0 in float64, where the
+    tolerance's noise term covers rounding) and, in float32, ``kinks``: where the jump between
+    the one-sided slopes does not shrink with the step (a kink, not curvature)."""
+
+    central: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    error: np.ndarray | float = 0.0
+    kinks: np.ndarray | None = None
+
+
+def measure(probe: Probe, differences: Callable[[float], Any]) -> Measured:
+    """``differences(step)`` (a :class:`~gradcheck.numerical.Differences`) at the probe's step;
+    in float32, at :data:`STEP32` and half of it, extrapolated (Richardson: the h**2 terms
+    cancel), with ``|D(h) - D(h/2)|`` as the error estimate."""
+    if not probe.float32_inside:
+        d = differences(probe.eps)
+        return Measured(d.central, d.left, d.right)
+    big, small = differences(STEP32), differences(STEP32 / 2)
+    central = (4 * small.central - big.central) / 3
+    error = np.abs(big.central - small.central)
+    jump_big, jump_small = np.abs(big.left - big.right), np.abs(small.left - small.right)
+    kinks = jump_small > 0.75 * jump_big  # curvature halves the jump with the step
+    return Measured(central, small.left, small.right, error, kinks)
 
 
 @dataclass
@@ -169,17 +210,24 @@ def compare_elements(
     for lo in range(0, count, CHUNK):
         hi = min(lo + CHUNK, count)
         idx = np.arange(lo, hi) if indices is None else indices[lo:hi]
-        d = numerical_gradient(probe.evaluate, t.array, eps=probe.eps, indices=idx, f0=probe.L0)
+        d = measure(
+            probe,
+            lambda step, idx=idx: numerical_gradient(
+                probe.evaluate, t.array, eps=step, indices=idx, f0=probe.L0
+            ),
+        )
         a, n = flat_analytic[idx], d.central
         numeric[lo:hi] = n
         finite_a = np.isfinite(a)
         finite = finite_a & np.isfinite(n)
-        allowed = tol.allowed(a, n)
+        allowed = tol.allowed(a, n) + d.error
         err = np.where(finite, np.abs(a - n), np.inf)  # NaN compares False: make it inf
         bad = ~finite | (err > allowed)
         suspect = bad & finite & within(a, d.left, d.right, allowed)
         suspect &= np.abs(d.left - d.right) > allowed
-        if suspect.any():
+        if d.kinks is not None:  # float32: already told from curvature by two steps
+            suspect &= d.kinks
+        elif suspect.any():
             suspect = _refine_kinks(t, a, idx, suspect, d.left, d.right, probe, tol, votes)
         kink[lo:hi] = suspect
         undefined[lo:hi] = finite_a & ~finite  # analytic fine, numeric NaN/Inf
@@ -263,8 +311,8 @@ def _refine_kinks(
     a smooth curve the jump shrinks 10x with the step, and where the loss is rounding noise (a
     layer computing in float32) it grows 10x: both are wrong gradients, not kinks. Suspects
     beyond the first _MAX_REFINED (per tensor, counted in ``votes``) get the majority verdict
-    of those measured."""
-    if probe.float32_inside:
+    of those measured (float64 only: in float32 :func:`measure` tells kinks by two steps)."""
+    if not probe.excuse_kinks:
         return np.zeros_like(kink)
     where = np.flatnonzero(kink)
     order = where[np.argsort(-np.abs(left - right)[where])]

@@ -51,6 +51,9 @@ class Settings:
       shown in the report).
     contract: False skips every contract check; skip: contract checks to leave out, by the
       names the report prints (:data:`CONTRACT_CHECKS`).
+    dtype: "lenient" judges a subject that computes in float32 inside (hard-coded float32
+      buffers, as the book's) at float32 precision and says so at the top of the report;
+      "strict" holds it to float64 and fails "output dtype follows params".
     context: shown on the report's ``reproduce:`` line (case id, dims, seed).
     """
 
@@ -63,6 +66,7 @@ class Settings:
     projections: int = 2
     contract: bool = True
     skip: tuple[str, ...] = ()
+    dtype: str = "lenient"
     context: str | None = None
 
     def __post_init__(self) -> None:
@@ -100,6 +104,11 @@ class Settings:
                 raise ValueError(f"{name}={value} must be >= 1; try {name}={fix}")
             object.__setattr__(self, name, int(value))
         object.__setattr__(self, "contract", bool(self.contract))
+        if self.dtype not in ("lenient", "strict"):
+            raise ValueError(
+                f"dtype={self.dtype!r} must be 'lenient' (float32 inside judged at float32 "
+                "precision) or 'strict' (a failure); try dtype='strict'"
+            )
         object.__setattr__(self, "skip", _skip_names(self.skip))
         if self.context is not None and not isinstance(self.context, str):
             raise TypeError(f"context={self.context!r} must be a str or None")

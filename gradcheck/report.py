@@ -107,6 +107,7 @@ class Report:
     context: str | None = None
     notes: list[str] = field(default_factory=list)
     blamed: str | None = None  # what a wrong gradient is blamed on (default: layer.backward)
+    summary: str | None = None  # a finding said once, under the headline (float32 inside)
 
     @property
     def passed(self) -> bool:
@@ -150,6 +151,7 @@ class Report:
             "settings": dict(self.settings),
             "shapes": {k: list(v) for k, v in self.shapes.items()},
             "context": self.context,
+            "summary": self.summary,
             "entries": entries,
         }
 
@@ -175,6 +177,8 @@ class Report:
         else:  # no value disagrees: a gradient could not be compared (shape, NaN forward)
             head = f"{self.layer}: a gradient could not be checked ({tol})"
         lines = [head]
+        if self.summary:
+            lines.append(f"  {self.summary}")
         lines += [e.line() for e in self.gradients]
         lines += [e.line() for e in self.contract]
         lines += [f"  note: {n}" for n in self.notes]

@@ -30,7 +30,7 @@ def _entry(report, name):
 def _caught(bug, seed, **options):
     """Whether the checker fails the bug, on the entry that names it, at this seed."""
     layer, inputs = bug.make(seed=seed)
-    report = check_layer(layer, *inputs, seed=seed, **options)
+    report = check_layer(layer, *inputs, seed=seed, **bug.options, **options)
     return not report.passed and not _entry(report, bug.blame).passed
 
 
@@ -49,7 +49,7 @@ def test_zoo_is_big_enough_and_named_uniquely():
 @pytest.mark.parametrize("bug", ZOO, ids=lambda bug: bug.name)
 def test_checker_blames_the_entry_that_names_the_bug(bug):
     layer, inputs = bug.make()
-    report = check_layer(layer, *inputs)
+    report = check_layer(layer, *inputs, **bug.options)
     assert not report.passed, f"{bug.name} went unnoticed:\n{report}"
     entry = _entry(report, bug.blame)
     assert entry.kind == bug.check, report
@@ -63,7 +63,7 @@ def test_checker_blames_the_entry_that_names_the_bug(bug):
 def test_assert_layer_raises_with_the_blamed_entry_in_its_message(bug):
     layer, inputs = bug.make()
     with pytest.raises(GradientMismatch) as raised:
-        assert_layer(layer, *inputs)
+        assert_layer(layer, *inputs, **bug.options)
     assert bug.blame in str(raised.value)
     assert not raised.value.report.passed
 
@@ -71,7 +71,7 @@ def test_assert_layer_raises_with_the_blamed_entry_in_its_message(bug):
 @pytest.mark.parametrize("bug", ZOO, ids=lambda bug: bug.name)
 def test_correct_twin_passes_under_the_same_settings(bug):
     layer, inputs = bug.make(bug.twin)
-    report = check_layer(layer, *inputs)
+    report = check_layer(layer, *inputs, **bug.options)
     assert report.passed, report
     assert _entry(report, bug.blame).status in ("ok", "kink"), report
 
@@ -79,13 +79,14 @@ def test_correct_twin_passes_under_the_same_settings(bug):
 @pytest.mark.parametrize("bug", ZOO, ids=lambda bug: bug.name)
 def test_bug_is_caught_and_twin_passes_at_every_seed(bug):
     assert [seed for seed in AUTO_SEEDS if not _caught(bug, seed)] == []
-    assert [seed for seed in AUTO_SEEDS if not _passes(bug, seed, bug.twin)] == []
+    twin_passes = [_passes(bug, seed, bug.twin, **bug.options) for seed in AUTO_SEEDS]
+    assert [seed for seed, ok in zip(AUTO_SEEDS, twin_passes, strict=True) if not ok] == []
 
 
 @pytest.mark.parametrize("bug", PATTERN_BUGS, ids=lambda bug: bug.name)
 def test_report_names_the_pattern_of_the_bug(bug):
     layer, inputs = bug.make()
-    entry = _entry(check_layer(layer, *inputs), bug.blame)
+    entry = _entry(check_layer(layer, *inputs, **bug.options), bug.blame)
     assert bug.pattern in (entry.pattern or ""), entry
 
 
@@ -93,7 +94,7 @@ def test_report_names_the_pattern_of_the_bug(bug):
 def test_shape_dependent_bug_hides_at_its_blind_shapes(bug):
     # Why checks must vary shapes: at these sizes the bug is invisible, elsewhere it is caught.
     layer, inputs = bug.make(**bug.hidden_at)
-    assert check_layer(layer, *inputs).passed
+    assert check_layer(layer, *inputs, **bug.options).passed
 
 
 @pytest.mark.parametrize("bug", GRADIENT_BUGS, ids=lambda bug: bug.name)
@@ -103,7 +104,8 @@ def test_fast_mode_detects_every_gradient_bug(bug):
 
 @pytest.mark.parametrize("bug", GRADIENT_BUGS, ids=lambda bug: bug.name)
 def test_fast_mode_passes_every_twin(bug):
-    assert [seed for seed in SEEDS if not _passes(bug, seed, bug.twin, mode="fast")] == []
+    twin_passes = [_passes(bug, seed, bug.twin, mode="fast", **bug.options) for seed in SEEDS]
+    assert [seed for seed, ok in zip(SEEDS, twin_passes, strict=True) if not ok] == []
 
 
 @pytest.mark.parametrize("kink", KINKS, ids=lambda kink: kink.name)
@@ -143,15 +145,17 @@ def test_checker_leaves_the_buggy_layer_as_it_was(bug):
 
 def test_layer_computing_in_float32_is_caught_at_every_seed():
     # float32 rounding of the loss must not pass for kinks, even on a tiny input
-    def passes(seed):
+    def passes(seed, **options):
         x = np.random.default_rng(seed).standard_normal((1, 2))
-        return check_layer(TanhInFloat32(), x, seed=seed).passed
+        return check_layer(TanhInFloat32(), x, seed=seed, **options).passed
 
-    assert [seed for seed in range(20) if passes(seed)] == []
+    assert [seed for seed in range(20) if passes(seed, dtype="strict")] == []
+    # lenient: right to float32 precision at every seed, never a false alarm
+    assert [seed for seed in range(20) if not passes(seed)] == []
 
 
 def test_report_says_when_a_layer_computes_in_float32_internally():
     layer, inputs = BUGS["matmul_computes_in_float32"].make()
-    report = check_layer(layer, *inputs)
+    report = check_layer(layer, *inputs, dtype="strict")
     assert "float32" in str(report), report
     assert sum(e.kinks for e in report.gradients) == 0, report

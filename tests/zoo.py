@@ -982,6 +982,8 @@ class Bug:
     override the builder's default sizes; ``hidden_at`` are sizes at which the bug cannot show
     (the buggy layer then passes), the reason checks must vary shapes. ``pattern``, when given,
     is a word the blamed entry's pattern must contain ("transposed", "sign flipped", ...).
+    ``options``: what the check needs to see the bug (``dtype="strict"``: computing in float32
+    inside is a bug only for those who hold the dtype contract).
     """
 
     name: str
@@ -993,6 +995,7 @@ class Bug:
     dims: Mapping[str, Any] = field(default_factory=dict)
     hidden_at: Mapping[str, Any] | None = None
     pattern: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)  # check_layer options it needs
 
     def make(self, cls: type | None = None, *, seed: int = 0, **dims: Any):
         """``(layer, inputs)`` for the bug (or ``cls``, e.g. the twin), same weights and inputs."""
@@ -1010,6 +1013,7 @@ ARGUMENTS = "arguments unmodified"
 PARAMS = "params unmodified"
 DOUT = "dout unmodified"
 DETERMINISTIC = "forward deterministic"
+STRICT = {"dtype": "strict"}
 STATELESS = "stateful=False keeps no memory"
 LINEAR = "backward linear in dout"
 DTYPE = "output dtype follows params"
@@ -1058,8 +1062,8 @@ ZOO = [
         hidden_at={"T": 1}),
     Bug("attention_loops_over_Te", AttentionLoopsOverEncoder, TimeAttention, _attention,
         "input[1]", hidden_at={"Te": 4, "Td": 4}, pattern="the last"),
-    Bug("matmul_computes_in_float32", MatMulInFloat32, MatMul, _matmul, "W"),
-    Bug("tanh_computes_in_float32", TanhInFloat32, Tanh, _elementwise, "input[0]"),
+    Bug("matmul_computes_in_float32", MatMulInFloat32, MatMul, _matmul, "W", options=STRICT),
+    Bug("tanh_computes_in_float32", TanhInFloat32, Tanh, _elementwise, "input[0]", options=STRICT),
     # wrong state gradients
     Bug("rnn_dh_from_step_1", RNNDhFromStepOne, TimeRNN, _rnn, "dh"),
     Bug("rnn_ignores_held_state", RNNIgnoresHeldState, TimeRNN, _rnn, "dh"),
@@ -1080,7 +1084,8 @@ ZOO = [
     Bug("embedding_zeroes_callers_ids", EmbeddingZeroesIds, Embedding, _embedding, ARGUMENTS,
         "contract"),
     Bug("relu_modifies_dout", ReLUModifiesDout, ReLU, _elementwise, DOUT, "contract"),
-    Bug("rnn_float32_buffers", RNNWithFloat32Buffers, TimeRNN, _rnn, DTYPE, "contract"),
+    Bug("rnn_float32_buffers", RNNWithFloat32Buffers, TimeRNN, _rnn, DTYPE, "contract",
+        options=STRICT),
     Bug("affine_float32_output_upcast", AffineCastsInput, Affine, _affine, DTYPE, "contract",
         dims={"dtype": np.float32}),
     Bug("bias_add_grad_keepdims", BiasAddKeepsDims, BiasAdd, _bias_add, SHAPES, "contract"),

@@ -1,0 +1,176 @@
+"""The gradient stage: one row per checked quantity, and the rules that make verdicts honest.
+
+Before any value is compared: a forward that is not deterministic gets no gradient verdicts
+(the differences would measure its randomness), and a copy that still computes in float32
+inside is judged at float32 precision (differences at a float32 step, extrapolated, with their
+error estimate) unless ``dtype="strict"`` holds it to float64. After: a check that compared
+nothing, or only against an empty output, fails. Each quantity itself is compared by
+:func:`gradcheck.compare.check_target`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from gradcheck import analytic
+from gradcheck.compare import RTOL32, STEP32, Findings, Probe, Target, Tolerance, check_target
+from gradcheck.douts import digest
+from gradcheck.options import Settings
+from gradcheck.precision import float32_inside
+from gradcheck.report import Entry
+from gradcheck.sandbox import Sandbox
+from gradcheck.subjects import Subject
+
+__all__ = ["run"]
+
+_EPS32 = float(np.finfo(np.float32).eps)
+
+
+def run(
+    box: Sandbox, subject: Subject, obs: analytic.Observations, settings: Settings, rng: Any
+) -> tuple[list[Entry], analytic.Observations]:
+    """The gradient rows, and the observations with what the comparison found (and without
+    the analytic gradients, which the contract checks need not hold)."""
+    targets = _targets(box, subject, obs)
+    movable = [t for t in targets if t.array.size]
+    tol = Tolerance(settings.atol, settings.rtol, obs.noise)
+    probe = Probe(obs.evaluate, obs.L0, settings.eps, rng)
+    precision = None
+    if obs.deterministic and settings.mode != "fast":
+        precision = float32_inside(movable, probe, obs.noise, settings.atol)
+        if precision is not None:  # (or randomness that two forwards did not show: look again)
+            obs = _looked_again(box, obs)
+    if not obs.deterministic:  # differences would measure the randomness: nothing to judge
+        entries = [_not_judged(t, obs.nondeterminism) for t in targets]
+        return _in_input_order(subject, box, entries), analytic.without_gradients(obs)
+    lenient = settings.dtype != "strict"
+    if precision is not None:
+        probe, tol = _at_float32(probe, tol, obs) if lenient else (_no_kinks(probe), tol)
+    findings = Findings()
+    entries = [check_target(t, probe, tol, settings, findings) for t in targets]
+    if settings.mode == "fast":  # (its probe comes after the projections, with their help)
+        measured = findings.first_projections
+        precision = float32_inside(movable, probe, obs.noise, settings.atol, measured)
+        if precision is not None and lenient and not all(e.passed for e in entries):
+            probe, tol = _at_float32(probe, tol, obs)
+            findings = Findings()
+            entries = [check_target(t, probe, tol, settings, findings) for t in targets]
+    entries = _in_input_order(subject, box, entries)
+    empty_output = not obs.douts.scalar and all(d.size == 0 for d in obs.douts.arrays)
+    if empty_output or not any(e.checked for e in entries):
+        entries.append(_nothing_checked(subject, box, empty_output))
+    verified = precision is not None and lenient
+    notes = obs.notes + ((precision,) if precision and not verified else ())
+    obs = dataclasses.replace(
+        analytic.without_gradients(obs),
+        precision=precision,
+        precision_verified=verified,
+        nonfinite=tuple(findings.nonfinite),
+        gradients_failed=not all(e.passed for e in entries),
+        notes=notes,
+    )
+    return entries, obs
+
+
+def _at_float32(
+    probe: Probe, tol: Tolerance, obs: analytic.Observations
+) -> tuple[Probe, Tolerance]:
+    """The probe and tolerance of float32 precision: differences at :data:`STEP32` and half of
+    it, extrapolated, each with its error estimate (:func:`gradcheck.compare.measure`); an
+    analytic gradient may be off by float32 rounding over a few thousand operations
+    (:data:`RTOL32`), the loss by float32 rounding of its terms, divided by the step."""
+    noise = _EPS32 * obs.loss_scale / STEP32
+    return (
+        dataclasses.replace(probe, float32_inside=True),
+        Tolerance(tol.atol, max(tol.rtol, RTOL32), noise),
+    )
+
+
+def _no_kinks(probe: Probe) -> Probe:
+    """``dtype="strict"``: float64 differences as usual, but no rounding noise excused as a
+    kink (float32 rounding makes one-sided slopes jump at a float64 step)."""
+    return dataclasses.replace(probe, excuse_kinks=False)
+
+
+def _targets(box: Sandbox, subject: Subject, obs: analytic.Observations) -> list[Target]:
+    """What is checked; an array the forward writes into is perturbed through its base."""
+    bases = obs.bases
+    out = [
+        Target(name, label, bases.get(id(x), x), g)
+        for name, label, x, g, checked in zip(
+            subject.input_names,
+            subject.input_labels,
+            box.inputs,
+            obs.input_grads,
+            subject.checked,
+            strict=True,
+        )
+        if checked
+    ]
+    out += [
+        Target(name, name, bases.get(id(p), p), g, is_param=True)
+        for p, g, name in zip(box.layer.params, obs.param_grads, subject.param_names, strict=True)
+    ]
+    out += [Target(n, n, a, obs.state_grads[n]) for n, a in obs.state_arrays.items()]
+    return out
+
+
+def _looked_again(box: Sandbox, obs: analytic.Observations) -> analytic.Observations:
+    """``obs``, not deterministic if one more forward from the same state gives other bits
+    than the analytic pass's (randomness the first two forwards did not show)."""
+    if digest(box.forward()) == obs.out_digest:
+        return obs
+    why = "a third forward with the same inputs, params and state gave a different output"
+    return dataclasses.replace(obs, deterministic=False, nondeterminism=why)
+
+
+def _not_judged(t: Target, why: str | None) -> Entry:
+    shape = tuple(t.array.shape)
+    return Entry(t.name, "gradient", "not judged", shape=shape, label=t.label, message=why or "")
+
+
+def _in_input_order(subject: Subject, box: Sandbox, entries: list[Entry]) -> list[Entry]:
+    """The gradient rows with a row for each input that is not checked (an integer input, a
+    loss's other arguments) in its place among the inputs."""
+    checked = iter(entries)
+    rows = []
+    for i, x in enumerate(box.inputs):
+        if subject.checked[i]:
+            rows.append(next(checked))
+            continue
+        why = (
+            "integer input"
+            if x.dtype.kind != "f"
+            else f"{subject.name} gives the gradient of another argument"
+        )
+        rows.append(
+            Entry(
+                subject.input_names[i],
+                "gradient",
+                "skipped",
+                shape=tuple(x.shape),
+                label=subject.input_labels[i],
+                message=f"not checked: {why}",
+            )
+        )
+    return rows + list(checked)
+
+
+def _nothing_checked(subject: Subject, box: Sandbox, empty_output: bool) -> Entry:
+    """A failing row for a check that compared no element at all, or only against a loss that
+    is 0 whatever the inputs (an empty output): it could catch nothing."""
+    floats = [x for x, c in zip(box.inputs, subject.checked, strict=True) if c]
+    arrays = floats + list(box.layer.params)
+    if empty_output:
+        why = "the output is empty, so every gradient is 0 whatever backward does"
+    elif not arrays:
+        why = "no float input and no parameters"
+    elif all(a.size == 0 for a in arrays):
+        why = "every float input and parameter is empty"
+    else:
+        why = "every quantity was skipped"
+    message = f"no element was compared ({why}); give it a float input of a non-empty shape"
+    return Entry("nothing checked", "gradient", "fail", message=message)
