@@ -48,6 +48,9 @@ _TIE_ULPS = 1024
 _OPTIONS = ("seed", "context", "max_rows")
 _SHOWN = 3  # ties listed one by one in the notes before "and k more"
 
+#: A property's report line, and what the headline says when it fails.
+_Line = tuple[Entry, str]
+
 
 def check_generate(
     decoder: Any, state: Any, *, start_id: int, sample_size: int, **options: Any
@@ -72,43 +75,27 @@ def check_generate(
 
     box = subject.fresh()
     result, raised = _call(box.generate, state.copy(), start_id, sample_size)
-    ids, problem = (None, _raised("generate", raised)) if raised else _ids(result, N, sample_size)
-    if raised and N > 1:
-        problem += "; if generate takes one row only (the book's), check it with N=1 rows"
-    entries = [_entry("ids shape (N, sample_size) of integers", problem)]
-    phrases = [f"raised {type(raised).__name__}" if raised else "returns malformed ids"]
     notes: list[str] = []
+    ids, returned = _returned(result, raised, N, sample_size)
+    scores, greedy = _greedy(subject, ids, state, start_id, notes)
+    rows = _rows(subject, state, ids, result, scores, start_id, seed, max_rows, notes)
+    checks = [  # each line, and what the headline says when it fails
+        returned,
+        greedy,
+        (rows, "depends on the rest of the batch"),
+        (_unchanged(subject, box), f"changes the {subject.role}'s parameters"),
+    ]
 
-    scores = None
-    greedy_name = f"greedy (argmax of {subject.forward_name} at each step)"
-    if ids is None:
-        entries.append(_skipped(greedy_name, "no ids to feed back"))
-        phrases.append("")
-    else:
-        scores, raised_forward = _call(subject.scores, ids, state, start_id)
-        if raised_forward:
-            problem = _raised(f"{subject.forward_name} on the generated ids", raised_forward)
-            phrases.append(f"gives ids {subject.forward_name} cannot take")
-            scores = None
-        else:
-            problem, scores = _greedy(ids, scores, notes)
-            phrases.append(f"is not greedy-consistent with {subject.forward_name}")
-        entries.append(_entry(greedy_name, problem))
-
-    entries.append(_rows(subject, state, ids, result, scores, start_id, seed, max_rows, notes))
-    phrases.append("depends on the rest of the batch")
-    entries.append(_unchanged(subject, box))
-    phrases.append(f"changes the {subject.role}'s parameters")
-
-    failed = [p for e, p in zip(entries, phrases, strict=True) if not e.passed]
-    args = f"start_id={start_id}, sample_size={sample_size}"
+    failed = [phrase for entry, phrase in checks if not entry.passed]
     verdict = ", and ".join(failed) if failed else "passes"
+    args = f"start_id={start_id}, sample_size={sample_size}"
     return Report(
         layer=subject.name,
-        entries=entries,
+        entries=[entry for entry, _ in checks],
         seed=seed,
         settings={"start_id": start_id, "sample_size": sample_size, "max_rows": max_rows},
         shapes={subject.state_name: tuple(state.shape)},
+        forward_calls=int(ids is not None),
         context=context,
         notes=notes,
         headline=f"{subject.name}.generate {verdict} ({args})",
@@ -266,6 +253,21 @@ def _ids(result: Any, N: int, sample_size: int) -> tuple[np.ndarray | None, str]
     return None, f"got {type(result).__name__}, {expected} integer ids"
 
 
+def _returned(
+    result: Any, raised: Exception | None, N: int, sample_size: int
+) -> tuple[np.ndarray | None, _Line]:
+    """generate's ids as an int array (N, sample_size) (None when it raised or returned
+    something else), and the line that says so."""
+    name = "ids shape (N, sample_size) of integers"
+    if raised is None:
+        ids, problem = _ids(result, N, sample_size)
+        return ids, (_entry(name, problem), "returns malformed ids")
+    problem = _raised("generate", raised)
+    if N > 1:
+        problem += "; if generate takes one row only (the book's), check it with one row (N=1)"
+    return None, (_entry(name, problem), f"raised {type(raised).__name__}")
+
+
 def _entry(name: str, problem: str, ok_message: str = "") -> Entry:
     if problem:
         return Entry(name, "generate", "fail", message=problem)
@@ -300,17 +302,35 @@ def _tie(scores: np.ndarray, r: int, t: int, a: int, b: int) -> str | None:
     )
 
 
-def _greedy(ids: np.ndarray, scores: Any, notes: list[str]) -> tuple[str, np.ndarray | None]:
-    """What is wrong with ids as the argmax of scores (N, sample_size, V), and the scores."""
+def _greedy(
+    subject: _Subject, ids: np.ndarray | None, state: np.ndarray, start_id: int, notes: list[str]
+) -> tuple[np.ndarray | None, _Line]:
+    """forward's scores (N, sample_size, V) on the generated answer, and whether each generated
+    id is their argmax (or ties with it)."""
+    forward = subject.forward_name
+    name, phrase = (
+        f"greedy (argmax of {forward} at each step)",
+        f"is not greedy-consistent with {forward}",
+    )
+    if ids is None:
+        return None, (_skipped(name, "no ids to feed back"), phrase)
+    scores, raised = _call(subject.scores, ids, state, start_id)
+    if raised:
+        problem = _raised(f"{forward} on the generated ids", raised)
+        return None, (_entry(name, problem), f"gives ids {forward} cannot take")
     scores = np.asarray(scores)
     N, T = ids.shape
     if scores.ndim != 3 or scores.shape[:2] != (N, T):
-        return f"forward returned {scores.shape}, expected ({N}, {T}, V)", None
+        return None, (
+            _entry(name, f"{forward} returned {scores.shape}, expected ({N}, {T}, V)"),
+            phrase,
+        )
     V = scores.shape[2]
     outside = (ids < 0) | (ids >= V)
     if outside.any():
         r, t = (int(k) for k in np.argwhere(outside)[0])
-        return f"row {r} step {t}: generated {ids[r, t]}, not a token id in [0, {V})", None
+        problem = f"row {r} step {t}: generated {ids[r, t]}, not a token id in [0, {V})"
+        return None, (_entry(name, problem), phrase)
     best = scores.argmax(axis=2)
     picked = np.take_along_axis(scores, ids[..., None], axis=2)[..., 0]
     ties = (best != ids) & (scores.max(axis=2) - picked <= _tolerance(scores))
@@ -319,23 +339,23 @@ def _greedy(ids: np.ndarray, scores: Any, notes: list[str]) -> tuple[str, np.nda
     for r, t in tied[:_SHOWN]:
         g, b = int(ids[r, t]), int(best[r, t])
         notes.append(
-            f"row {r} step {t}: generated {g}, forward's argmax {b}: {_tie(scores, r, t, g, b)}"
+            f"row {r} step {t}: generated {g}, {forward}'s argmax {b}: {_tie(scores, r, t, g, b)}"
         )
     if len(tied) > _SHOWN:
         notes.append(f"and {len(tied) - _SHOWN} more ties within rounding")
     if not wrong.any():
-        return "", scores
+        return scores, (_entry(name, ""), phrase)
     r, t = (int(k) for k in np.argwhere(wrong)[0])
-    text = (
-        f"row {r} step {t}: generated {ids[r, t]}, forward's argmax {best[r, t]} (scores "
+    problem = (
+        f"row {r} step {t}: generated {ids[r, t]}, {forward}'s argmax {best[r, t]} (scores "
         f"{picked[r, t]:.4g} and {scores[r, t, best[r, t]]:.4g}); {int(wrong.sum())} of "
         f"{wrong.size} steps wrong"
     )
     if wrong[:, 0].any():
-        text += "; wrong from step 0: not the argmax, or not started from the state forward uses"
+        problem += "; wrong from step 0: not the argmax, or not started from the state forward uses"
     else:
-        text += "; step 0 agrees: what is fed back or carried between steps differs from forward"
-    return text, scores
+        problem += "; step 0 agrees: what is fed back or carried between steps differs from forward"
+    return scores, (_entry(name, problem), phrase)
 
 
 def _rows(

@@ -153,6 +153,13 @@ class _ReturnsFloats(Decoder):
         return super().generate(h, start_id, sample_size).astype(np.float64)
 
 
+class _OffByOne(Decoder):
+    """Returns ids one too high (a 1-based vocabulary): the last is no token id."""
+
+    def generate(self, h, start_id, sample_size):
+        return super().generate(h, start_id, sample_size) + 1
+
+
 class _ReversedBatchModel(Seq2seq):
     """A model whose generate hands the decoder its state with the rows reversed."""
 
@@ -328,6 +335,17 @@ def test_float_ids_and_wrong_shapes_are_malformed():
     message = _entry(report, "ids shape").message
     assert not report.passed
     assert "raised" in message or "a list is taken for one row (N=1)" in message
+
+
+def test_ids_forward_cannot_take_fail_the_greedy_line():
+    decoder = _float64(_OffByOne(V, D, H, dtype=np.float64))
+    decoder.affine.params[1][V - 1] = 100.0  # every generated id is V - 1, so V is returned
+    report = check_generate(decoder, _state(Decoder, 2), start_id=0, sample_size=3)
+    assert _failed(report) == ["greedy"]
+    message = _entry(report, "greedy").message
+    assert message.startswith("forward on the generated ids raised ValueError at ")
+    assert "is not a token id in [0, 7)" in message
+    assert "gives ids forward cannot take" in str(report).splitlines()[0]
 
 
 # --- ties ----------------------------------------------------------------------------------
