@@ -6,6 +6,7 @@ gradcheck.assert_layer(layer, x)                      # raises GradientMismatch 
 gradcheck.assert_function(f, f_vjp, x, W)             # a function and its hand-written vjp
 gradcheck.assert_pair(affine_forward, affine_backward, x, w, b)   # cs231n (out, cache) pairs
 gradcheck.assert_loss(softmax_loss, x, y)             # cs231n (loss, dx) losses
+gradcheck.assert_generate(decoder, h, start_id=0, sample_size=5)  # greedy generate vs forward
 """
 
 from gradcheck.cases import Case, case, registered_cases
@@ -22,6 +23,7 @@ from gradcheck.check import (
     check_pair,
 )
 from gradcheck.conventions import function, loss, pair
+from gradcheck.generate import assert_generate, check_generate
 from gradcheck.options import Settings
 from gradcheck.report import Entry, Report
 from gradcheck.subjects import layer
@@ -33,12 +35,14 @@ __all__ = [
     "Report",
     "Settings",
     "assert_function",
+    "assert_generate",
     "assert_layer",
     "assert_loss",
     "assert_pair",
     "case",
     "check",
     "check_function",
+    "check_generate",
     "check_layer",
     "check_loss",
     "check_pair",

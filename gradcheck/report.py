@@ -22,10 +22,12 @@ PASSING = ("ok", "kink", "skipped")
 
 @dataclass
 class Entry:
-    """One checked quantity: a gradient (``kind="gradient"``) or a contract check.
+    """One checked quantity: a gradient (``kind="gradient"``), a contract check or a property of
+    ``generate`` (``kind="generate"``, :func:`gradcheck.check_generate`).
 
     ``name`` is ``"input[0]"``, a parameter name (``"Wx"``, ``"encoder.lstm.Wh"``), ``"dh"``,
-    ``"dc"`` or a contract check (``"grads written in place"``); ``label`` adds what helps a
+    ``"dc"``, a contract check (``"grads written in place"``) or a property of ``generate``
+    (``"decoder unchanged"``); ``label`` adds what helps a
     reader (``"input[0] xs"``). ``index``/``analytic``/``numeric`` describe the worst element
     (``None`` when not applicable); errors are ``0.0`` when nothing was compared.
     """
@@ -54,8 +56,8 @@ class Entry:
         """The entry as it appears in the report text (one or two lines)."""
         label = self.label or self.name
         head = f"  {label} {self.shape}" if self.shape is not None else f"  {label}"
-        if self.kind == "contract":
-            text = f"  contract: {self.name}: {self.status}"
+        if self.kind in ("contract", "generate"):
+            text = f"  {self.kind}: {self.name}: {self.status}"
             return text + (f" ({self.message})" if self.message else "")
         if self.status == "ok":
             text = f"{head}: ok (max rel err {self.max_rel_error:.1e}"
@@ -95,7 +97,9 @@ def _num(value: float | None) -> str:
 @dataclass
 class Report:
     """The result of a check (:func:`gradcheck.check_layer` & co). ``passed`` is true when no
-    entry failed; ``layer`` names what was checked (a layer's class, a function's name)."""
+    entry failed; ``layer`` names what was checked (a layer's class, a function's name).
+    ``headline``: the first line of a check that is not of gradients (``check_generate``'s
+    verdict), printed instead of the gradient verdict, tolerances and calls."""
 
     layer: str
     entries: list[Entry]
@@ -108,6 +112,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     blamed: str | None = None  # what a wrong gradient is blamed on (default: layer.backward)
     summary: str | None = None  # a finding said once, under the headline (float32 inside)
+    headline: str | None = None  # the first line, when not a gradient check's (generate)
 
     @property
     def passed(self) -> bool:
@@ -152,10 +157,15 @@ class Report:
             "shapes": {k: list(v) for k, v in self.shapes.items()},
             "context": self.context,
             "summary": self.summary,
+            "headline": self.headline,
             "entries": entries,
         }
 
     def __str__(self) -> str:
+        if self.headline is not None:
+            lines = [self.headline, *(e.line() for e in self.entries)]
+            lines += [f"  note: {n}" for n in self.notes]
+            return "\n".join([*lines, self.reproduce_line()])
         s = self.settings
         tol = f"eps={s['eps']:g}, rtol={s['rtol']:g}, atol={s['atol']:g}, mode={s['mode']}"
         gradients_ok = all(e.passed for e in self.gradients)

@@ -6,7 +6,10 @@ and a seed for the weights and inputs; a failure shrinks to the smallest dimensi
 Blog bugs: (1) TimeAttention unpacks ``hs_enc`` itself and loops over the wrong length, (2) the
 decoder's initial-state gradient never reaches the encoder, (3) ``generate`` slices the batch,
 (4) ``generate`` crashes or never returns, (5) AttentionDecoder inherits an (H, V) affine,
-(6) attention weights are not kept. Book: hard-coded float32 buffers.
+(6) attention weights are not kept. Book: hard-coded float32 buffers. Every decoder's and
+model's ``generate`` is also checked by ``gradcheck.assert_generate`` (greedy with respect to
+forward, row by row, parameters unchanged); its own negative controls, the blog's three
+``generate`` bugs among them, are in tests/test_generate.py.
 """
 
 import numpy as np
@@ -15,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gradcheck
-from gradcheck import assert_layer
-from gradcheck.strategies import layer_cases
+from gradcheck import assert_generate, assert_layer
+from gradcheck.strategies import dims, layer_cases
 from layers import (
     AttentionDecoder,
     AttentionEncoder,
@@ -135,6 +138,7 @@ def test_generate_runs_each_row_as_if_alone(cls):
     assert ((sampled >= 0) & (sampled < 7)).all()
     rows = np.concatenate([model.generate(xs[i : i + 1], 0, 6) for i in range(4)])
     np.testing.assert_array_equal(sampled, rows)
+    assert_generate(model, xs, start_id=0, sample_size=6)
 
 
 @pytest.mark.parametrize("cls", MODELS)
@@ -147,6 +151,42 @@ def test_generate_is_greedy_decoding_of_forward(cls):
     decoder_xs = np.concatenate([np.full((3, 1), 2), sampled[:, :-1]], axis=1)
     scores = model.decoder.forward(decoder_xs, model.encoder.forward(xs))
     np.testing.assert_array_equal(scores.argmax(axis=2), sampled)
+    assert_generate(model, xs, start_id=2, sample_size=5)
+
+
+DECODERS = [Decoder, PeekyDecoder, AttentionDecoder]
+
+
+def _decoder_state(cls, rng, N, Te, H):
+    shape = (N, Te, H) if cls is AttentionDecoder else (N, H)
+    return np.tanh(rng.standard_normal(shape))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls", [*DECODERS, *MODELS])
+def test_generate_passes_the_generate_check(cls, dtype):
+    # The book's weights in float32 (what a user trains) and spread float64 ones: greedy with
+    # respect to forward at every step, each row as if alone, parameters untouched.
+    rng = np.random.default_rng(14)
+    part = cls(7, 4, 6, dtype=dtype, rng=0)
+    if dtype == np.float64:
+        _float64(part, seed=3)
+    state = rng.integers(0, 7, (4, 5)) if cls in MODELS else _decoder_state(cls, rng, 4, 5, 6)
+    report = assert_generate(part, state, start_id=1, sample_size=8)
+    assert [e.status for e in report.entries] == ["ok"] * 4
+
+
+@pytest.mark.parametrize("cls", [*DECODERS, *MODELS])
+@given(drawn=dims("N", "Te", "D", "H", "V", max_N=5, max_Te=5), data=st.data())
+def test_fuzzed_generate_passes_the_generate_check(cls, drawn, data):
+    N, Te, D, H, V = drawn.values()
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    rng = np.random.default_rng(seed)
+    part = _float64(cls(V, D, H, dtype=np.float64), seed=seed)
+    state = rng.integers(0, V, (N, Te)) if cls in MODELS else _decoder_state(cls, rng, N, Te, H)
+    start_id = data.draw(st.integers(0, V - 1), label="start_id")
+    context = f"N={N} Te={Te} D={D} H={H} V={V} seed={seed}"
+    assert_generate(part, state, start_id=start_id, sample_size=Te + 2, context=context)
 
 
 @pytest.mark.parametrize("cls", MODELS)
