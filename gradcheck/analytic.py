@@ -18,7 +18,7 @@ import numpy as np
 
 from gradcheck.douts import Douts, check_backward_arity, digest
 from gradcheck.sandbox import Sandbox, Snapshot, walk
-from gradcheck.state import is_stateful, set_initial_state
+from gradcheck.state import InitialState, is_stateful, set_initial_state
 from gradcheck.subjects import Subject
 
 __all__ = ["GradsBinding", "Observations", "input_grads", "run", "without_gradients"]
@@ -82,6 +82,7 @@ class Observations:
     input_grads: list[Any]
     param_grads: list[np.ndarray]
     state_arrays: dict[str, np.ndarray]
+    state_problems: dict[str, str]  # "dc": set_state ignored c, or forward does not use it
     state_grads: dict[str, Any]
     out_dtypes: list[np.dtype]
     deterministic: bool
@@ -118,7 +119,11 @@ def run(
     __tracebackhide__ = True
     notes: list[str] = list(subject.notes)
     layer = box.layer
-    held = set_initial_state(box, subject.name, state, rng, notes) if is_stateful(layer) else {}
+    initial = (
+        set_initial_state(box, subject.name, state, rng, notes)
+        if is_stateful(layer)
+        else InitialState()
+    )
     parts = _parts_with_grads(layer)
     snapshot = Snapshot.of(layer)
     input_ids = {id(x) for x in box.inputs}
@@ -186,7 +191,8 @@ def run(
         loss_scale=scale + abs(L0),
         input_grads=grads,
         param_grads=[g.copy() for g in layer.grads] if subject.resets else list(layer.grads),
-        state_arrays=held,
+        state_arrays=initial.held,
+        state_problems=initial.problems,
         state_grads={name: getattr(layer, name, None) for name in ("dh", "dc")},
         out_dtypes=out_dtypes,
         deterministic=nondeterminism is None,

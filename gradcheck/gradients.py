@@ -58,7 +58,7 @@ def run(
             probe, tol = _at_float32(probe, tol, obs)
             findings = Findings()
             entries = [check_target(t, probe, tol, settings, findings) for t in targets]
-    entries = _in_input_order(subject, box, entries)
+    entries = _in_input_order(subject, box, entries) + _state_problems(entries, obs)
     empty_output = not obs.douts.scalar and all(d.size == 0 for d in obs.douts.arrays)
     if empty_output or not any(e.checked for e in entries):
         entries.append(_nothing_checked(subject, box, empty_output))
@@ -116,6 +116,22 @@ def _targets(box: Sandbox, subject: Subject, obs: analytic.Observations) -> list
     ]
     out += [Target(n, n, a, obs.state_grads[n]) for n, a in obs.state_arrays.items()]
     return out
+
+
+def _state_problems(entries: list[Entry], obs: analytic.Observations) -> list[Entry]:
+    """The state parts' problems on their rows (``dh``, ``dc``): a row that passed fails with
+    the problem; a part ``set_state`` did not set gets a failing row of its own."""
+    rows = {e.name: e for e in entries}
+    extra = []
+    for name, problem in obs.state_problems.items():
+        entry = rows.get(name)
+        if entry is None:
+            extra.append(Entry(name, "gradient", "fail", label=name, message=problem))
+            continue
+        entry.message = f"{problem}; {entry.message}" if entry.message else problem
+        if entry.passed:
+            entry.status = "fail"
+    return extra
 
 
 def _looked_again(box: Sandbox, obs: analytic.Observations) -> analytic.Observations:

@@ -97,9 +97,12 @@ def _owned_arrays(layer: Any, graph: Graph) -> set[int]:
     return own
 
 
-def _float64_copy(layer: Any, frozen: list[np.ndarray] | None) -> tuple[Any, dict[int, Any]]:
-    """A deep copy of ``layer`` whose float arrays are float64 copies, and a map from each
-    copied array's id to the user's array it came from (for restoring and comparing).
+def _float64_copy(
+    layer: Any, frozen: list[np.ndarray] | None
+) -> tuple[Any, dict[int, Any], list[np.ndarray]]:
+    """A deep copy of ``layer`` whose float arrays are float64 copies, a map from each copied
+    array's id to the user's array it came from (for restoring and comparing), and the copied
+    arrays (the sandbox keeps them alive, so that no id in the map is ever reused).
 
     With a ``frozen`` list, arrays the check neither perturbs nor reads back (caches of an
     earlier forward, masks, constants) are shared with the user's layer instead of copied, and
@@ -126,8 +129,9 @@ def _float64_copy(layer: Any, frozen: list[np.ndarray] | None) -> tuple[Any, dic
             "sub-layers on the layer"
         ) from exc
     # deepcopy records every array it copied in memo, keyed by the original's id
+    copies = [memo[id(a)] for a in graph.arrays if id(a) in memo and memo[id(a)] is not a]
     sources = {id(memo[id(a)]): a for a in graph.arrays if id(a) in memo and memo[id(a)] is not a}
-    return twin, sources
+    return twin, sources, copies
 
 
 def _unfreeze(frozen: list[np.ndarray]) -> None:
@@ -234,17 +238,24 @@ class Sandbox:
     ) -> None:
         self.subject = subject
         self.original = subject.layer
-        self.layer, self.sources = _float64_copy(subject.layer, frozen)
+        self.layer, self.sources, self._alive = _float64_copy(subject.layer, frozen)
         self.user_inputs = inputs
         self.inputs = [
             np.array(x, dtype=np.float64) if x.dtype.kind == "f" else np.array(x) for x in inputs
         ]
         for x, user_x in zip(self.inputs, inputs, strict=True):
-            self.sources[id(x)] = user_x
+            self.register(x, user_x)
         self.plan = RestorePlan()
         self.forward_calls = 0
         self.backward_calls = 0
         self.on_call: Callable[[int], None] | None = None  # told the forward count after each
+
+    def register(self, array: np.ndarray, source: Any) -> None:
+        """Record that ``array`` (in the copy) starts as ``source``; the array is kept alive,
+        so that its id stays its own even when the layer lets go of it (a forward rebinding
+        ``self.h``): ``sources`` is keyed by id."""
+        self.sources[id(array)] = source
+        self._alive.append(array)
 
     def call_forward(self) -> Any:
         """forward on the copy as it is (not restored); counts the call."""

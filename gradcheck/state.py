@@ -8,13 +8,15 @@ the first forward has shown its shape. The arrays set become checked quantities 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from gradcheck.douts import digest
 from gradcheck.sandbox import Sandbox
 
-__all__ = ["is_stateful", "set_initial_state", "validate_state"]
+__all__ = ["InitialState", "is_stateful", "set_initial_state", "validate_state"]
 
 
 def is_stateful(layer: Any) -> bool:
@@ -44,43 +46,103 @@ def validate_state(layer: Any, state: Any) -> None:
             raise ValueError(f"state= {name} contains NaN or Inf; pass a finite state")
 
 
+@dataclass(frozen=True)
+class InitialState:
+    """The state a check starts from: the arrays the layer holds, by the name of their gradient
+    (``{"dh": h, "dc": c}``), and what is wrong with a part (``set_state`` ignored it, or
+    forward does not depend on it), by the same names."""
+
+    held: dict[str, np.ndarray] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
 def set_initial_state(
     box: Sandbox, name: str, given: Any, rng: np.random.Generator, notes: list[str]
-) -> dict[str, np.ndarray]:
-    """Set the copy's initial state; return the arrays it holds, by the name of their gradient
-    (``{"dh": h, "dc": c}``), registered in ``box.sources`` for restoring."""
+) -> InitialState:
+    """Set the copy's initial state and verify it is used.
+
+    The parts of the state (``h``, and ``c`` for an LSTM) are learnt from what a forward leaves
+    on the layer, not assumed; each part starts from ``given`` (``state=``), else from what the
+    layer holds, else at random (a part missing beside given ones: zeros, as ``set_state``'s
+    ``c=None``). Then ``set_state`` must have set each part, and forward must depend on each:
+    one more forward per part, from that part moved, must give other outputs."""
     layer = box.layer
-    if given is not None:
-        h, c = (*given, None)[:2] if isinstance(given, tuple) else (given, None)
-        h = np.array(h, dtype=np.float64)
-        c = None if c is None else np.array(c, dtype=np.float64)
-    elif getattr(layer, "h", None) is not None:
-        h = np.array(layer.h, dtype=np.float64)
-        c = getattr(layer, "c", None)
-        c = None if c is None else np.array(c, dtype=np.float64)
-        for part, a in (("h", h), ("c", c)):
-            if a is not None and not np.all(np.isfinite(a)):
+    values = dict(zip(("h", "c"), _given_parts(given), strict=False))
+    if not values:
+        values = {part: getattr(layer, part, None) for part in ("h", "c")}
+        values = {part: v for part, v in values.items() if v is not None}
+        for part, a in values.items():
+            if not np.all(np.isfinite(a)):
                 raise ValueError(
                     f"{name}.{part} (the state the layer holds) contains NaN or Inf; call "
                     "reset_state() or set_state() with finite arrays, or pass state="
                 )
-    else:
-        # learn the state's shape from one forward from zeros, then draw a random state
-        box.call_forward()
-        if not isinstance(getattr(layer, "h", None), np.ndarray):
-            notes.append("stateful=True, but forward keeps no state in .h: dh not checked")
-            return {}
-        h = rng.standard_normal(np.shape(layer.h)) * 0.5
-        c = getattr(layer, "c", None)
-        c = None if c is None else rng.standard_normal(np.shape(c)) * 0.5
-    if c is None:
-        layer.set_state(h)
-    else:
-        layer.set_state(h, c)
+    if values:
+        _set_state(layer, values)
+    box.call_forward()  # what a forward leaves shows the parts of the state
+    parts = [part for part in ("h", "c") if isinstance(getattr(layer, part, None), np.ndarray)]
+    if "h" not in parts:
+        notes.append("stateful=True, but forward keeps no state in .h: dh not checked")
+        return InitialState()
+    shape = np.shape(layer.h)
+    if not values:  # nothing given or held: a random state, every part
+        values = {part: rng.standard_normal(np.shape(getattr(layer, part))) * 0.5 for part in parts}
+    values = {
+        part: np.array(values[part], dtype=np.float64) if part in values else np.zeros(shape)
+        for part in parts
+    }
+    problems = _set_and_verify(box, values)
     held = {}
-    for part, saved in (("h", h), ("c", c)):
+    for part, saved in values.items():
         array = getattr(layer, part, None)
-        if isinstance(array, np.ndarray) and array.dtype == np.float64:
+        unset = "did not set" in problems.get("d" + part, "")
+        if isinstance(array, np.ndarray) and array.dtype == np.float64 and not unset:
             held["d" + part] = array
-            box.sources[id(array)] = saved.copy() if saved is not None else array.copy()
-    return held
+            box.register(array, saved.copy())
+    return InitialState(held, problems)
+
+
+def _given_parts(given: Any) -> tuple[np.ndarray, ...]:
+    if given is None:
+        return ()
+    parts = given if isinstance(given, tuple) else (given,)
+    return tuple(p for p in parts if p is not None)
+
+
+def _set_state(layer: Any, values: dict[str, np.ndarray]) -> None:
+    if "c" in values:
+        layer.set_state(values["h"], values["c"])
+    else:
+        layer.set_state(values["h"])
+
+
+def _set_and_verify(box: Sandbox, values: dict[str, np.ndarray]) -> dict[str, str]:
+    """``set_state`` each part; problems, by gradient name, where it was not set or forward
+    does not depend on it. Leaves the layer set to ``values``."""
+    layer = box.layer
+    _set_state(layer, values)
+    problems = {}
+    for part, value in values.items():
+        held = getattr(layer, part, None)
+        if not (
+            isinstance(held, np.ndarray) and held.shape == value.shape and np.allclose(held, value)
+        ):
+            args = "h, c" if "c" in values else "h"
+            problems["d" + part] = (
+                f"set_state({args}) did not set {part}: the layer's .{part} is not the {part} "
+                f"it was given; set self.{part} in set_state"
+            )
+    base = digest(box.call_forward())
+    for part in values:
+        if "d" + part in problems:
+            continue
+        moved = dict(values)
+        moved[part] = values[part] + 0.5 + values[part]
+        _set_state(layer, moved)
+        if digest(box.call_forward()) == base:
+            problems["d" + part] = (
+                f"forward does not depend on the state {part} it was given (set_state then "
+                f"forward from another {part} gave the same output); start from self.{part}"
+            )
+    _set_state(layer, values)
+    return problems

@@ -190,3 +190,71 @@ def test_a_gradient_of_another_shape_is_compared_by_value_and_fails_on_its_shape
         assert row.status == "mismatch" and "its values are wrong too" in row.message
         assert row.pattern is not None and "constant factor" in row.pattern
     assert check_layer(Bias(b), x).passed  # the twin
+
+
+# --- hidden state: learnt from what forward leaves, each part set and used -------------------
+
+
+def _lstm(cls, rng, N=2, T=3, D=3, H=4):
+    Wx, Wh, b = (
+        rng.standard_normal((D, 4 * H)),
+        rng.standard_normal((H, 4 * H)) * 0.5,
+        rng.standard_normal(4 * H),
+    )
+    return cls(Wx, Wh, b, stateful=True), rng.standard_normal((N, T, D))
+
+
+def _lstm_classes():
+    from layers.recurrent import TimeLSTM
+
+    class IgnoresC(TimeLSTM):
+        def set_state(self, h, c=None):  # BUG: c dropped
+            super().set_state(h)
+            self.c = None
+
+    class ForwardIgnoresC(TimeLSTM):
+        def _start(self, xs):  # BUG: the cell state always starts from zeros
+            h, _ = super()._start(xs)
+            return h, np.zeros_like(h)
+
+    class ForwardIgnoresState(TimeLSTM):
+        def _start(self, xs):  # BUG: both parts always start from zeros
+            h, _ = super()._start(xs)
+            return np.zeros_like(h), np.zeros_like(h)
+
+    return TimeLSTM, IgnoresC, ForwardIgnoresC, ForwardIgnoresState
+
+
+@pytest.mark.parametrize(
+    ("bug", "row", "says"),
+    [
+        ("IgnoresC", "dc", "set_state(h, c) did not set c"),
+        ("ForwardIgnoresC", "dc", "forward does not depend on the state c"),
+        ("ForwardIgnoresState", "dh", "forward does not depend on the state h"),
+    ],
+)
+def test_state_parts_are_set_and_used_or_named(rng, bug, row, says):
+    TimeLSTM, *bugs = _lstm_classes()
+    cls = {c.__name__: c for c in bugs}[bug]
+    layer, xs = _lstm(cls, rng)
+    report = check_layer(layer, xs)
+    assert not report.passed
+    entry = next(e for e in report.gradients if e.name == row)
+    assert not entry.passed and says in entry.message, report
+    twin, xs = _lstm(TimeLSTM, np.random.default_rng(11))
+    assert check_layer(twin, xs).passed  # the twin
+
+
+def test_cell_state_is_checked_when_only_h_is_held(rng):
+    TimeLSTM, *_ = _lstm_classes()
+
+    class BookSetState(TimeLSTM):
+        def set_state(self, h, c=None):  # the book's: c stays None until a forward
+            self.h, self.c = np.array(h, dtype=self.params[1].dtype), c
+
+    layer, xs = _lstm(BookSetState, rng)
+    layer.set_state(rng.standard_normal((2, 4)))  # c=None: zeros
+    assert layer.c is None
+    report = check_layer(layer, xs)
+    assert report.passed, report
+    assert {"dh", "dc"} <= {e.name for e in report.gradients}
