@@ -272,7 +272,7 @@ def _float32_summary(subject: Subject, obs: analytic.Observations) -> str:
         if isinstance(g, np.ndarray) and g.dtype != np.float64
     ]
     shows = (
-        f"{', '.join(where)} float32"
+        f"float32: {', '.join(where)}"
         if where
         else "hidden: outputs and gradients are float64, a part rounds to float32"
     )

@@ -283,7 +283,7 @@ def dtypes(box: Sandbox, obs: Observations) -> Entry:
         if isinstance(g, np.ndarray) and g.dtype != np.float64:
             problems.append(f"{name} is {g.dtype}")
     if obs.precision_verified and not obs.native_dtype:  # said once, at the top of the report
-        why = "float32 inside, verified to float32 precision; dtype='strict' makes it a failure"
+        why = "the precision is stated under the headline; dtype='strict' makes it a failure"
         return Entry("output dtype follows params", "contract", "skipped", message=why)
     if problems:
         problems.insert(0, "with float64 params the layer computes in float32")

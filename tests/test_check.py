@@ -397,7 +397,7 @@ def test_hidden_float32_buffer_is_reported(rng):
     assert entry.status == "fail" and "float32" in entry.message
     report = check_layer(layer, x)  # lenient: right to float32 precision, said at the top
     assert report.passed, report
-    assert "output[0] float32" in str(report).splitlines()[1]
+    assert "float32: output[0]" in str(report).splitlines()[1]
 
 
 def _snapshot(obj):

@@ -258,3 +258,50 @@ def test_cell_state_is_checked_when_only_h_is_held(rng):
     report = check_layer(layer, xs)
     assert report.passed, report
     assert {"dh", "dc"} <= {e.name for e in report.gradients}
+
+
+# --- float32 inside: judged at float32 precision, bugs beyond it still caught ------------------
+
+
+def _float32_lstm_classes():
+    from layers.recurrent import TimeLSTM
+
+    class BookStyleLSTM(TimeLSTM):
+        """The book's buffers: hs and dxs hard-coded to float32 (dtype='f')."""
+
+        def forward(self, xs):
+            hs = np.empty((*xs.shape[:2], self.params[1].shape[0]), dtype="f")
+            hs[...] = super().forward(xs)
+            return hs
+
+        def backward(self, dhs):
+            dxs = np.empty((*dhs.shape[:2], self.params[0].shape[0]), dtype="f")
+            dxs[...] = super().backward(dhs)
+            return dxs
+
+    class BookStyleLSTMWrongWh(BookStyleLSTM):
+        def backward(self, dhs):
+            dxs = super().backward(dhs)
+            self.grads[1][...] *= 1.01  # BUG: dWh 1 % too large
+            return dxs
+
+    return BookStyleLSTM, BookStyleLSTMWrongWh
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("mode", ["auto", "fast"])
+def test_book_style_float32_lstm_passes_at_float32_precision(seed, mode):
+    right, wrong = _float32_lstm_classes()
+    layer, xs = _lstm(right, np.random.default_rng(seed))
+    report = check_layer(layer, xs, mode=mode, seed=seed)
+    assert report.passed, report
+    top = str(report).splitlines()[1]
+    assert "computes in float32 inside (float32: output[0], the gradient of input[0] xs)" in top
+    assert "gradients verified to float32 precision" in top
+    assert sum("float32" in line for line in str(report).splitlines()) == 1  # said once
+    layer, xs = _lstm(wrong, np.random.default_rng(seed))
+    report = check_layer(layer, xs, mode=mode, seed=seed)
+    assert [e.name for e in report.failures] == ["Wh"], report
+    layer, xs = _lstm(right, np.random.default_rng(seed))
+    strict = check_layer(layer, xs, mode=mode, seed=seed, dtype="strict")
+    assert not strict.passed
