@@ -127,7 +127,11 @@ class LayerConvention(Convention):
             target = _ConventionLayer(obj, self.params, self.grads, self.reset)
             if not _arrays_ready(target):  # parameters made by the first forward (numpy-ml)
                 target = _ConventionLayer(copy.deepcopy(obj), self.params, self.grads, self.reset)
-                target.forward(*[np.array(x, copy=True) for x in inputs])
+                global_state = np.random.get_state()  # noqa: NPY002  (numpy-ml draws from it)
+                try:
+                    target.forward(*[np.array(x, copy=True) for x in inputs])
+                finally:
+                    np.random.set_state(global_state)  # noqa: NPY002  (the user's, put back)
                 notes.append("parameters created by a first forward on a copy of the layer")
         _check_params(target, name)
         _check_inputs(inputs, name)
