@@ -247,35 +247,21 @@ def _report(
         context=settings.context,
         notes=list(obs.notes),
         blamed=subject.blamed,
-        summary=_float32_summary(subject, obs) if obs.precision_verified else None,
+        summary=_float32_summary(subject, obs) if obs.precision else None,
     )
 
 
 def _float32_summary(subject: Subject, obs: analytic.Observations) -> str:
-    """The one line, under the headline, that says a subject computes in float32 inside and
-    how its gradients were judged; and where the float32 shows (outputs, gradients), if it
-    does."""
-    where = [f"output[{k}]" for k, d in enumerate(obs.out_dtypes) if d != np.float64]
-    where += [
-        f"the gradient of {subject.input_labels[i]}"
-        for i, g in enumerate(obs.input_grads)
-        if isinstance(g, np.ndarray) and g.dtype != np.float64
-    ]
-    where += [
-        f"grads of {name}"
-        for name, g in zip(subject.param_names, obs.param_grads, strict=True)
-        if g.dtype != np.float64
-    ]
-    where += [
-        name
-        for name, g in obs.state_grads.items()
-        if isinstance(g, np.ndarray) and g.dtype != np.float64
-    ]
+    """The one line, under the headline, that says a subject computes in float32 inside, where
+    the float32 shows (outputs, gradients), if it does, and how its gradients were judged."""
+    where = gradients.float32_shows(subject, obs)
     shows = (
         f"float32: {', '.join(where)}"
         if where
         else "hidden: outputs and gradients are float64, a part rounds to float32"
     )
+    if not obs.precision_verified:
+        return f"computes in float32 inside ({shows}): held to float64 precision (dtype='strict')"
     return (
         f"computes in float32 inside ({shows}): gradients verified to float32 precision "
         f"(differences at steps {STEP32:.2g} and {STEP32 / 2:.2g}, extrapolated, with their "

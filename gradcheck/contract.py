@@ -288,8 +288,7 @@ def dtypes(box: Sandbox, obs: Observations) -> Entry:
     if problems:
         problems.insert(0, "with float64 params the layer computes in float32")
         problems.append("use the params' dtype for buffers (np.zeros_like, dtype=W.dtype)")
-    if obs.precision is not None and not obs.gradients_failed:
-        # (when gradients fail, the report's note says it; the gradient entries carry the blame)
+    if obs.precision is not None and not problems:  # (hidden: no dtype above shows it)
         problems.insert(0, obs.precision)
     problems += obs.native_dtype
     return _entry("output dtype follows params", problems)

@@ -38,26 +38,30 @@ def run(
     movable = [t for t in targets if t.array.size]
     tol = Tolerance(settings.atol, settings.rtol, obs.noise)
     probe = Probe(obs.evaluate, obs.L0, settings.eps, rng)
-    precision = None
-    if obs.deterministic and settings.mode != "fast":
+    shows = float32_shows(subject, obs)  # float32 outputs or gradients: no probe needed
+    precision = f"the float64 copy returns float32 ({', '.join(shows)})" if shows else None
+    if precision is None and obs.deterministic and settings.mode != "fast":
         precision = float32_inside(movable, probe, obs.noise, settings.atol)
-        if precision is not None:  # (or randomness that two forwards did not show: look again)
-            obs = _looked_again(box, obs)
+    if precision is not None:  # (or randomness that two forwards did not show: look again)
+        obs = _looked_again(box, obs)
     if not obs.deterministic:  # differences would measure the randomness: nothing to judge
         entries = [_not_judged(t, obs.nondeterminism) for t in targets]
         return _in_input_order(subject, box, entries), analytic.without_gradients(obs)
     lenient = settings.dtype != "strict"
     if precision is not None:
         probe, tol = _at_float32(probe, tol, obs) if lenient else (_no_kinks(probe), tol)
+        probe = dataclasses.replace(probe, float32_inside=lenient)
     findings = Findings()
     entries = [check_target(t, probe, tol, settings, findings) for t in targets]
-    if settings.mode == "fast":  # (its probe comes after the projections, with their help)
+    if precision is None and settings.mode == "fast":  # (after the projections, with their help)
         measured = findings.first_projections
         precision = float32_inside(movable, probe, obs.noise, settings.atol, measured)
-        if precision is not None and lenient and not all(e.passed for e in entries):
-            probe, tol = _at_float32(probe, tol, obs)
-            findings = Findings()
-            entries = [check_target(t, probe, tol, settings, findings) for t in targets]
+    if precision is None and not all(e.passed for e in entries):  # a second look, wider
+        precision = float32_inside(movable, probe, obs.noise, settings.atol, everything=True)
+    if precision is not None and not probe.float32_inside and not all(e.passed for e in entries):
+        probe, tol = _at_float32(probe, tol, obs) if lenient else (_no_kinks(probe), tol)
+        findings = Findings()
+        entries = [check_target(t, probe, tol, settings, findings) for t in targets]
     entries = _in_input_order(subject, box, entries) + _state_problems(entries, obs)
     empty_output = not obs.douts.scalar and all(d.size == 0 for d in obs.douts.arrays)
     if empty_output or not any(e.checked for e in entries):
@@ -73,6 +77,32 @@ def run(
         notes=notes,
     )
     return entries, obs
+
+
+def float32_shows(subject: Subject, obs: analytic.Observations) -> list[str]:
+    """Where the float64 copy hands back float32: outputs, input or parameter gradients, dh,
+    dc (a float32 buffer that shows)."""
+    where = [f"output[{k}]" for k, d in enumerate(obs.out_dtypes) if _narrow(d)]
+    where += [
+        f"the gradient of {subject.input_labels[i]}"
+        for i, g in enumerate(obs.input_grads)
+        if isinstance(g, np.ndarray) and _narrow(g.dtype)
+    ]
+    where += [
+        f"grads of {name}"
+        for name, g in zip(subject.param_names, obs.param_grads, strict=True)
+        if _narrow(g.dtype)
+    ]
+    where += [
+        name
+        for name, g in obs.state_grads.items()
+        if isinstance(g, np.ndarray) and _narrow(g.dtype)
+    ]
+    return where
+
+
+def _narrow(dtype: np.dtype) -> bool:
+    return dtype.kind == "f" and dtype.itemsize < 8
 
 
 def _at_float32(

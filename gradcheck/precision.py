@@ -24,15 +24,20 @@ def float32_inside(
     noise: float,
     atol: float,
     measured: dict[int, tuple[int, float]] | None = None,
+    *,
+    everything: bool = False,
 ) -> str | None:
     """A message saying the copy computes in float32 inside, or None when it does not.
 
     The direction moves the float inputs and initial state (or, with none, the first parameter,
-    which feeds everything after it): 4 forwards. ``measured`` (fast mode, after its
+    which feeds everything after it): 4 forwards. ``everything``: a second look, along a
+    direction that moves every input, state and parameter at once (float32 hidden in a part
+    that the first look's direction barely reached). ``measured`` (fast mode, after its
     projections) maps each tensor's id to the seed and central difference of its first
     projection: the direction is then made of those, its step-eps derivative is their sum (a
     derivative is linear in the direction), and only the step eps/100 costs forwards (2)."""
-    targets = [t for t in targets if not t.is_param] or [t for t in targets if t.is_param][:1]
+    if not everything:
+        targets = [t for t in targets if not t.is_param] or [t for t in targets if t.is_param][:1]
     if not targets:
         return None
     arrays = [t.array for t in targets]
@@ -50,6 +55,13 @@ def float32_inside(
 
     big = sum(measured[id(a)][1] for a in arrays) if known else along(eps)
     small = along(eps / 100)
+    if everything and _grows_like_rounding(big, along(eps / 10), small, noise):
+        return (
+            "the float64 copy computes in float32 (or coarser) inside: along a random "
+            f"direction the loss's derivative moves off its value at step {eps:g} ({big:.6g}) "
+            f"ten times more at step {eps / 100:g} ({small:.6g}) than at {eps / 10:g}, as "
+            "rounding does; look for float32 buffers or astype(np.float32)"
+        )
     if abs(small - big) > 1e-2 * abs(big) + 1e3 * noise:
         return (
             "the float64 copy computes in float32 (or coarser) inside: along a random "
@@ -66,6 +78,15 @@ def float32_inside(
                 "float32 buffers or astype(np.float32)"
             )
     return None
+
+
+def _grows_like_rounding(big: float, mid: float, small: float, noise: float) -> bool:
+    """Whether the derivatives at steps eps, eps/10 and eps/100 drift off as rounding does:
+    ten times further at eps/100 than at eps/10 (rounding divided by the step), and beyond what
+    float64 rounding explains. A kink on the way makes them differ too, but by a jump that does
+    not grow as the step shrinks; curvature makes them differ less at smaller steps."""
+    far, near = abs(small - big), abs(mid - big)
+    return far > 1e3 * noise + 1e-9 * abs(big) and far > 3 * near
 
 
 def _analytic_along(targets: list[Target], v: list[np.ndarray]) -> float | None:
