@@ -175,7 +175,8 @@ def check_target(
         values = "its values, reshaped, agree" if entry.passed else "its values are wrong too"
         entry.message = "; ".join(m for m in (misshapen, values, entry.message) if m)
         entry.status = "fail" if entry.passed else entry.status
-    if missing:
+    if missing:  # (the analytic side is zero because there is none: no cause to guess)
+        entry.pattern = f"zero everywhere (there is no {t.name})" if entry.pattern else None
         note = f"the layer keeps no {t.name} after backward (compared as zeros)"
         if entry.status != "ok":
             note += f"; set self.{t.name} in backward"

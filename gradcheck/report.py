@@ -64,17 +64,18 @@ class Entry:
             text += f", {self.message})" if self.message else ")"
             return text
         if self.status == "mismatch":
+            analytic, numeric = _pair(self.analytic, self.numeric)
             if self.index is None:  # found by a random projection, not at one element
                 text = (
-                    f"{head}: along a random direction v, <analytic, v> = {_num(self.analytic)}"
-                    f" but the numeric derivative is {_num(self.numeric)} (|diff| "
+                    f"{head}: along a random direction v, <analytic, v> = {analytic}"
+                    f" but the numeric derivative is {numeric} (|diff| "
                     f"{self.max_abs_error:.1e}); {self.wrong} of {self.checked} directions wrong"
                 )
             else:
                 text = (
                     f"{head}: max |analytic - numeric| = {self.max_abs_error:.1e} at "
-                    f"{list(self.index)} (analytic {_num(self.analytic)}, numeric "
-                    f"{_num(self.numeric)}); {self.wrong} of {self.checked} "
+                    f"{list(self.index)} (analytic {analytic}, numeric "
+                    f"{numeric}); {self.wrong} of {self.checked} "
                     f"{'directions' if self.message.startswith('projections') else 'elements'}"
                     " wrong"
                 )
@@ -90,8 +91,18 @@ class Entry:
         return f"{head}: {self.status}" + (f" ({self.message})" if self.message else "")
 
 
-def _num(value: float | None) -> str:
-    return "None" if value is None else f"{value:.4g}"
+def _num(value: float | None, digits: int = 4) -> str:
+    return "None" if value is None else f"{value:.{digits}g}"
+
+
+def _pair(analytic: float | None, numeric: float | None) -> tuple[str, str]:
+    """Both values with 4 significant digits, or as many more as it takes for two different
+    values to read differently (a 1e-4 relative error shows as 0.9975 and 0.9975 at 4)."""
+    for digits in (4, 6, 8, 10, 12, 17):
+        a, n = _num(analytic, digits), _num(numeric, digits)
+        if a != n or analytic == numeric:
+            return a, n
+    return a, n
 
 
 @dataclass

@@ -300,17 +300,21 @@ def _param_names(target: Any, obj: Any) -> tuple[str, ...]:
 
 
 def _param_labels(layer: Any) -> list[str]:
-    """Each parameter's name: ``param_names`` when given, else the attribute path where the
-    array is found (``affine.W``), else ``params[i]``."""
+    """Each parameter's name: ``param_names`` when given; else the name a part gives it (a
+    part's own ``param_names``, or the attribute that holds the array: ``affine.W``); else its
+    place in the params list of the innermost part that owns it (``encoder.lstm.params[0]``, as
+    the part alone would be named); else ``params[i]``. Found breadth first, through attributes
+    and lists but not through ``params``/``grads`` lists, which every composite repeats."""
     names = getattr(layer, "param_names", None)
     if names is not None:
         return [str(n) for n in names]
     wanted = {id(p): i for i, p in enumerate(layer.params)}
     found: dict[int, str] = {}
+    owners: dict[int, tuple[int, str]] = {}  # param index -> (depth, name) of the innermost
     seen: set[int] = set()
-    queue: list[tuple[Any, str]] = [(layer, "")]
-    while queue and len(found) < len(wanted):
-        obj, path = queue.pop(0)
+    queue: list[tuple[Any, str, int]] = [(layer, "", 0)]
+    while queue:
+        obj, path, depth = queue.pop(0)
         if id(obj) in seen or isinstance(obj, (str, bytes, int, float, type)) or obj is None:
             continue
         seen.add(id(obj))
@@ -319,18 +323,25 @@ def _param_labels(layer: Any) -> list[str]:
                 found[wanted[id(obj)]] = path
             continue
         if isinstance(obj, (list, tuple)):
-            queue += [(v, f"{path}[{k}]") for k, v in enumerate(obj)]
+            queue += [(v, f"{path}[{k}]", depth + 1) for k, v in enumerate(obj)]
         elif isinstance(getattr(obj, "__dict__", None), dict):
             prefix = f"{path}." if path else ""
-            sub_names = getattr(obj, "param_names", None) if obj is not layer else None
             sub_params = getattr(obj, "params", None)
-            if isinstance(sub_names, list) and isinstance(sub_params, list):
-                for p, n in zip(sub_params, sub_names, strict=False):
-                    if id(p) in wanted and wanted[id(p)] not in found:
-                        found[wanted[id(p)]] = prefix + str(n)
-            skip = ("params", "grads") if obj is layer else ("grads",)
-            queue += [(v, prefix + k) for k, v in vars(obj).items() if k not in skip]
-    return [found.get(i, f"params[{i}]") for i in range(len(layer.params))]
+            sub_names = getattr(obj, "param_names", None) if obj is not layer else None
+            if isinstance(sub_params, list):
+                for k, p in enumerate(sub_params):
+                    if id(p) not in wanted or obj is layer:
+                        continue
+                    if isinstance(sub_names, list) and k < len(sub_names):
+                        found.setdefault(wanted[id(p)], prefix + str(sub_names[k]))
+                    elif owners.get(wanted[id(p)], (-1, ""))[0] < depth:
+                        owners[wanted[id(p)]] = (depth, f"{prefix}params[{k}]")
+            queue += [
+                (v, prefix + k, depth + 1)
+                for k, v in vars(obj).items()
+                if k not in ("params", "grads")
+            ]
+    return [found.get(i) or owners.get(i, (0, f"params[{i}]"))[1] for i in range(len(layer.params))]
 
 
 _signatures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
