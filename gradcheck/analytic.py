@@ -137,7 +137,9 @@ def run(
     mutated_inputs = tuple(i for i, x in enumerate(box.inputs) if digest(x) != inputs_digest[i])
     written = [a for a in watched if not np.array_equal(a, box.sources[id(a)])]
     written += [box.inputs[i] for i in mutated_inputs]
-    bases = _bases(box, written)
+    perturbed = {id(x) for x, c in zip(box.inputs, subject.checked, strict=True) if c}
+    perturbed |= {id(p) for p in layer.params}
+    bases = _bases(box, [a for a in written if id(a) in perturbed])
     box.plan = snapshot.plan([(a, bases.get(id(a), box.sources[id(a)])) for a in written])
     douts = Douts(subject.name, out, dout, rng)
     out = None  # (only its digest is kept)
@@ -212,10 +214,11 @@ def run(
 
 
 def _bases(box: Sandbox, written: list[np.ndarray]) -> dict[int, np.ndarray]:
-    """For each float array the forward writes into, a float64 copy of its starting values that
-    the restore plan copies into it before every forward: the differences perturb the copy, so
-    such an array is still checked (a fresh copy of the perturbed values for every
-    evaluation)."""
+    """For each checked input or parameter that the forward writes into, a float64 copy of its
+    starting values that the restore plan copies into it before every forward: the differences
+    perturb the copy, so such an array is still checked (a fresh copy of the perturbed values
+    for every evaluation). Other arrays forward writes into (its own buffers) are put back
+    from the user's, as before: no copy."""
     return {
         id(a): np.array(box.sources[id(a)], dtype=np.float64)
         for a in written
@@ -226,22 +229,23 @@ def _bases(box: Sandbox, written: list[np.ndarray]) -> dict[int, np.ndarray]:
 class _GlobalRandom:
     """Whether forward draws from the global random states (numpy's legacy ``np.random.*``
     functions, Python's ``random``): a forward that does is not deterministic, even when two of
-    its outputs happen to agree (a mask of a few elements often does)."""
+    its outputs happen to agree (a mask of a few elements often does). Keeps a hash of each
+    state, not the state (Python's is 625 ints, which a check would hold to its end)."""
 
     def __init__(self) -> None:
-        self.numpy, self.python = _numpy_global_state(), random.getstate()
+        self.numpy, self.python = _numpy_global_state(), hash(random.getstate())
 
     def used(self) -> str | None:
         if _numpy_global_state() != self.numpy:
             return "forward draws from the global np.random"
-        if random.getstate() != self.python:
+        if hash(random.getstate()) != self.python:
             return "forward draws from Python's global random"
         return None
 
 
-def _numpy_global_state() -> tuple[int, bytes]:
+def _numpy_global_state() -> int:
     _, key, pos, *_ = np.random.get_state()  # noqa: NPY002  (read only: the user's global)
-    return pos, key.tobytes()
+    return hash((pos, key.tobytes()))
 
 
 def without_gradients(obs: Observations) -> Observations:
