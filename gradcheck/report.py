@@ -153,6 +153,21 @@ class Report:
     def __repr__(self) -> str:
         return f"<Report {self.layer} passed={self.passed}>\n{self}"
 
+    def _repr_html_(self) -> str:
+        """What Jupyter shows: a compact table (:func:`gradcheck.render.report_html`)."""
+        from gradcheck.render import report_html  # (render imports this module)
+
+        return report_html(self)
+
+    def plot(self, *, values: bool | None = None) -> Any:
+        """A matplotlib Figure: a heatmap of where each wrong gradient is wrong, with analytic
+        and numeric next to it for small tensors (``values``); see
+        :func:`gradcheck.render.plot`. Needs matplotlib: ``pip install
+        "gradcheck-seq2seq[plot]"``."""
+        from gradcheck.render import plot
+
+        return plot(self, values=values)
+
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-able data. The per-element values of a wrong gradient
         (``Entry.errors``, ``analytic_values``, ``numeric_values``) are left out, so that the
