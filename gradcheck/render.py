@@ -178,10 +178,10 @@ def plot(report: Report, *, values: bool | None = None) -> Any:
 
 
 def _draw(entries: Sequence[Entry], *, rtol: float, values: bool | None, layer: str) -> Any:
+    Figure = _figure_class()  # (first: without matplotlib, the line saying what to install)
     from matplotlib import colormaps
     from matplotlib.colors import LogNorm
 
-    Figure = _figure_class()
     if not entries:
         fig = Figure(figsize=(6, 0.6))
         fig.text(0.02, 0.5, f"{layer}: no wrong gradient, nothing to draw", va="center")
