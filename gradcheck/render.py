@@ -129,6 +129,11 @@ def heatmap_data(entry: Entry) -> np.ndarray:
     return _as_2d(entry.errors, _layout(entry.errors.shape, entry.pattern))
 
 
+def _rows(entry: Entry) -> int:
+    """How many rows the entry's picture has."""
+    return heatmap_data(entry).shape[0]
+
+
 def _why_no_heatmap(entry: Entry) -> str:
     size = int(np.prod(entry.shape)) if entry.shape is not None else 0
     if entry.passed:
@@ -174,7 +179,11 @@ def plot(report: Report, *, values: bool | None = None) -> Any:
     saying why. Raises ImportError naming the extra to install when matplotlib is missing."""
     wrong = [e for e in report.gradients if not e.passed]
     rtol = float(report.settings.get("rtol", 0.0)) if report.settings else 0.0
-    return _draw(wrong, rtol=rtol, values=values, layer=report.layer)
+    fig = _draw(wrong, rtol=rtol, values=values, layer=report.layer)
+    # a notebook shows a Figure made without pyplot only when pyplot's inline backend is on;
+    # with this, IPython shows it as a PNG in any notebook (the inline backend, when on, wins)
+    fig._repr_png_ = lambda: _png(fig)
+    return fig
 
 
 def _draw(entries: Sequence[Entry], *, rtol: float, values: bool | None, layer: str) -> Any:
@@ -193,7 +202,7 @@ def _draw(entries: Sequence[Entry], *, rtol: float, values: bool | None, layer: 
         for e in entries
     ]
     columns = 3 if any(sides) else 1
-    heights = [2.9 if e.errors is not None else 0.5 for e in entries]
+    heights = [0.8 if e.errors is None else 1.5 + 0.25 * min(_rows(e), 6) for e in entries]
     width = 5.5 * columns if columns > 1 else 7.5
     fig = Figure(figsize=(width, sum(heights)), layout="constrained")
     grid = fig.add_gridspec(len(entries), columns, height_ratios=heights)
@@ -204,7 +213,8 @@ def _draw(entries: Sequence[Entry], *, rtol: float, values: bool | None, layer: 
         if entry.errors is None:
             ax = fig.add_subplot(grid[row, :])
             ax.axis("off")
-            ax.text(0, 0.5, f"{name}: no heatmap: {_why_no_heatmap(entry)}", va="center")
+            why = textwrap.fill(f"{name}: no heatmap: {_why_no_heatmap(entry)}", 100)
+            ax.text(0, 0.5, why, va="center", fontsize=9)
             continue
         layout = _layout(entry.errors.shape, entry.pattern)
         ax = fig.add_subplot(grid[row, 0] if side else grid[row, :])
@@ -262,8 +272,8 @@ def _decorate(ax: Any, layout: _Layout, index: tuple[int, ...] | None) -> None:
         ax.set_xlabel(f"axis {ndim - 1} ({layout.blocks} gate blocks)", fontsize=8)
         ax.set_ylabel("axis 0" if ndim == 2 else "")
     else:
-        ax.set_xticks(_ticks(layout.width))
-        ax.set_xlabel(f"axis {max(ndim - 1, 0)}", fontsize=8)
+        ax.set_xticks(_ticks(layout.width) if ndim else [])
+        ax.set_xlabel(f"axis {ndim - 1}" if ndim else "", fontsize=8)
         ax.set_ylabel("axis 0" if ndim == 2 else "")
     ax.set_yticks(_ticks(rows) if ndim > 1 else [])
     if index is not None:
@@ -287,11 +297,11 @@ def _slice_name(ndim: int, axis: int, t: int) -> str:
     return "[" + ", ".join(str(t) if k == axis else ":" for k in range(ndim)) + "]"
 
 
-def _png(fig: Any) -> str:
-    """The figure as a base64 PNG (matplotlib's Agg canvas)."""
+def _png(fig: Any) -> bytes:
+    """The figure as PNG bytes (matplotlib's Agg canvas)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
 
 
 # --- HTML -----------------------------------------------------------------------------------
@@ -369,12 +379,13 @@ def _entry_row(entry: Entry) -> str:
 
 def _contract_row(entries: list[Entry]) -> str:
     failed = [e for e in entries if not e.passed]
-    summary = (
-        f"contract: {len(entries)} checks hold"
-        if not failed
-        else f"contract: {len(failed)} of {len(entries)} checks fail "
-        f"({', '.join(e.name for e in failed)})"
-    )
+    skipped = sum(e.status == "skipped" for e in entries)
+    held = len(entries) - len(failed) - skipped
+    summary = f"contract: {_plural(len(entries), 'check')}"
+    if failed:
+        summary += f", {len(failed)} failed ({', '.join(e.name for e in failed)})"
+    summary += f", {held} held" if failed or skipped else ", all held"
+    summary += f", {skipped} skipped" if skipped else ""
     inner = "".join(
         _row([html.escape(e.name), _status(e.status), html.escape(e.message)]) for e in entries
     )
@@ -383,7 +394,8 @@ def _contract_row(entries: list[Entry]) -> str:
         f'<tr class="gc-contract"><td colspan="6" style="{_CELL}">'
         f"<details{' open' if failed else ''}>"
         f'<summary style="cursor:pointer;color:{colour}">{html.escape(summary)}</summary>'
-        f'<table style="border-collapse:collapse;margin:4px 0 4px 16px">{inner}</table>'
+        f'<table style="border-collapse:collapse;margin:4px 0 4px 16px;font-size:inherit">'
+        f"{inner}</table>"
         "</details></td></tr>"
     )
 
@@ -407,7 +419,9 @@ def report_html(report: Report, *, heatmaps: bool = False) -> str:
         parts.append(f'<div style="{_SMALL}">{html.escape(report.summary)}</div>')
     rows = [e for e in report.entries if e.kind != "contract"]
     head = ["quantity", "shape", "status", "worst error", "where", "pattern"]
-    parts.append('<table class="gc-table" style="border-collapse:collapse;margin:6px 0">')
+    parts.append(
+        '<table class="gc-table" style="border-collapse:collapse;margin:6px 0;font-size:inherit">'
+    )
     parts.append("<thead>" + _row(head, "th") + "</thead><tbody>")
     parts += [_entry_row(e) for e in rows]
     if report.contract:
@@ -449,7 +463,7 @@ def _heatmaps(report: Report) -> str:
         parts.append(
             f'<img class="gc-heatmap" data-quantity="{name}" alt="where {name} is wrong" '
             f'style="max-width:100%;display:block;margin:6px 0" '
-            f'src="data:image/png;base64,{_png(fig)}">'
+            f'src="data:image/png;base64,{base64.b64encode(_png(fig)).decode()}">'
         )
     parts.append("</div>")
     return "\n".join(parts)

@@ -201,6 +201,11 @@ def test_plot_draws_analytic_and_numeric_beside_a_small_tensor():
     assert "analytic" not in titles
 
 
+def test_plot_shows_in_a_notebook_without_pyplot():
+    pytest.importorskip("matplotlib")
+    assert _gate_report().plot()._repr_png_().startswith(b"\x89PNG")  # what IPython displays
+
+
 def test_plot_of_a_passing_report_draws_no_heatmap():
     pytest.importorskip("matplotlib")
     fig = _gate_report(wrong_block=None).plot()
@@ -261,7 +266,7 @@ def test_report_html_is_a_table_with_the_contract_folded_and_the_reproduce_line(
     assert tree.find("span", **{"class": "gc-fail"}) and tree.find("span", **{"class": "gc-ok"})
     (details,) = tree.find("details")
     assert "open" not in details  # every contract check holds: folded
-    assert "contract: 5 checks hold" in text
+    assert "contract: 5 checks, all held" in text
     assert tree.find("pre", **{"class": "gc-reproduce"})
     assert report.reproduce_line() in text
     assert not tree.find("img")  # the notebook table is compact: heatmaps come from plot()
