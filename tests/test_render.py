@@ -395,3 +395,21 @@ def test_page_without_matplotlib_says_which_extra_to_install(tmp_path, monkeypat
     assert not tree.find("img")
     assert len(tree.find("p", **{"class": "gc-no-plot"})) == 2  # one per failing report
     assert 'pip install "gradcheck-seq2seq[plot]"' in "".join(tree.text)
+
+
+def test_the_docs_picture_shows_the_bug_it_says():
+    """docs/make_pictures.py's LSTM step (gate g through the sigmoid's derivative): its weights
+    are hot in gate block 1 only, as docs/reports.md says of the picture."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "make_pictures.py"
+    spec = importlib.util.spec_from_file_location("_make_pictures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.buggy_report()
+    H = 5
+    for name in ("Wx", "Wh"):
+        hot = np.flatnonzero(_hot(heatmap_data(_row(report, name))).any(axis=0))
+        assert list(hot) == list(range(H, 2 * H)), name
+    assert _hot(heatmap_data(_row(report, "input[1]"))).all()
