@@ -413,3 +413,22 @@ def test_the_docs_picture_shows_the_bug_it_says():
         hot = np.flatnonzero(_hot(heatmap_data(_row(report, name))).any(axis=0))
         assert list(hot) == list(range(H, 2 * H)), name
     assert _hot(heatmap_data(_row(report, "input[1]"))).all()
+
+
+def test_report_html_of_a_check_that_is_not_of_gradients_lists_its_properties():
+    report = gradcheck.Report(
+        layer="Decoder",
+        entries=[
+            Entry("greedy", "generate", "ok"),
+            Entry("decoder unchanged", "generate", "fail", message="params changed: W"),
+        ],
+        seed=0,
+        settings={},
+        shapes={},
+        headline="Decoder.generate disagrees with its forward",
+    )
+    tree = _Tree(report_html(report, heatmaps=True))
+    text = "".join(tree.text)
+    assert "Decoder.generate disagrees with its forward" in text
+    assert "decoder unchanged" in text and "params changed: W" in text
+    assert not tree.find("details") and not tree.find("img") and "calls:" not in text
