@@ -36,7 +36,7 @@ import numpy as np
 
 from gradcheck.report import MAX_KEPT, Entry, Report
 
-__all__ = ["CaseOutcome", "heatmap_data", "plot", "report_html", "write_html"]
+__all__ = ["CaseOutcome", "case_record", "heatmap_data", "plot", "report_html", "write_html"]
 
 INSTALL = 'pip install "gradcheck-seq2seq[plot]"'
 #: Up to this many elements, analytic and numeric values are drawn next to the errors.
@@ -486,8 +486,24 @@ pre { font-size: 12px; overflow-x: auto; }
 """
 
 
+def case_record(result: CaseOutcome) -> dict[str, Any]:
+    """One case of the page, rendered where its result lives, as plain data (str, float,
+    None): ``case``, ``status``, ``layer``, ``max_rel_error``, ``seconds`` and ``html``, its
+    section with the heatmaps inline. A pytest-xdist worker can send it to the controller (in
+    ``item.user_properties``), which passes the records to :func:`write_html`."""
+    report = result.report
+    return {
+        "case": result.case.id,
+        "status": result.status,
+        "layer": "?" if report is None else report.layer,
+        "max_rel_error": None if report is None else float(report.max_rel_error),
+        "seconds": float(result.seconds or 0.0),
+        "html": _case_section(result),
+    }
+
+
 def write_html(
-    results: Sequence[CaseOutcome],
+    results: Sequence[CaseOutcome | dict[str, Any]],
     path: str | Path,
     *,
     title: str = "gradcheck",
@@ -498,13 +514,15 @@ def write_html(
     of every case (status, worst error, seconds), then a section per case, failures first
     in their order of the run: a failure's report table and a heatmap of each wrong gradient
     (inline PNG), its text as the terminal prints it, folded; a passing case's report, folded;
-    an error's message. ``settings``: a line saying how the cases were checked; ``total``: the
-    number of cases the run was to check (an interrupted run writes what it completed and says
-    so). Inline CSS, no scripts, nothing fetched: it opens offline, as a CI artifact."""
+    an error's message. ``results``: case results, or their :func:`case_record`.
+    ``settings``: a line saying how the cases were checked; ``total``: the number of cases the
+    run was to check (an interrupted run writes what it completed and says so). Inline CSS, no
+    scripts, nothing fetched: it opens offline, as a CI artifact."""
     path = Path(path)
-    failed = [r for r in results if r.status != "ok"]
-    seconds = sum(float(r.seconds or 0.0) for r in results)
-    summary = f"{_plural(len(results), 'case')}: {len(results) - len(failed)} passed"
+    records = [r if isinstance(r, dict) else case_record(r) for r in results]
+    failed = [r for r in records if r["status"] != "ok"]
+    seconds = sum(r["seconds"] for r in records)
+    summary = f"{_plural(len(records), 'case')}: {len(records) - len(failed)} passed"
     if failed:
         summary += f", {len(failed)} failed"
     summary += f" in {seconds:.1f}s"
@@ -518,41 +536,41 @@ def write_html(
     ]
     if settings:
         parts.append(f'<p class="gc-muted">{html.escape(settings)}</p>')
-    interrupted = total is not None and total > len(results)
-    if interrupted:
+    if total is not None and total > len(records):
         parts.append(
             f'<p class="gc-interrupted" style="color:{_COLOURS["kink"]};font-weight:600">'
-            f"interrupted: {len(results)} of {total} cases checked</p>"
+            f"interrupted: {len(records)} of {total} cases checked</p>"
         )
     parts.append(f'<p class="gc-summary">{html.escape(summary)}</p>')
     parts.append('<table class="gc-cases"><thead><tr><th>case</th><th>layer</th>')
     parts.append("<th>status</th><th>worst rel err</th><th>seconds</th></tr></thead><tbody>")
-    for k, r in enumerate(results):
-        report = r.report
-        worst = "" if report is None else f"{report.max_rel_error:.1e}"
-        layer = "?" if report is None else report.layer
+    for r in records:
+        worst = "" if r["max_rel_error"] is None else f"{r['max_rel_error']:.1e}"
         parts.append(
-            f'<tr class="gc-case-row" data-case="{html.escape(r.case.id)}">'
-            f'<td><a href="#case-{k}">{html.escape(r.case.id)}</a></td>'
-            f"<td>{html.escape(layer)}</td><td>{_status(r.status)}</td>"
+            f'<tr class="gc-case-row" data-case="{html.escape(r["case"])}">'
+            f'<td><a href="#{_anchor(r["case"])}">{html.escape(r["case"])}</a></td>'
+            f"<td>{html.escape(r['layer'])}</td><td>{_status(r['status'])}</td>"
             f'<td class="gc-number">{worst}</td>'
-            f'<td class="gc-number">{float(r.seconds or 0.0):.2f}</td></tr>'
+            f'<td class="gc-number">{r["seconds"]:.2f}</td></tr>'
         )
     parts.append("</tbody></table>")
-    order = [k for k, r in enumerate(results) if r.status != "ok"]
-    order += [k for k, r in enumerate(results) if r.status == "ok"]
-    for k in order:
-        parts.append(_case_section(results[k], k))
+    parts += [r["html"] for r in failed]
+    parts += [r["html"] for r in records if r["status"] == "ok"]
     parts.append("</body></html>")
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return path
 
 
-def _case_section(result: CaseOutcome, k: int) -> str:
+def _anchor(case_id: str) -> str:
+    """The section's id: the case id, whitespace and quotes made ``_``, escaped."""
+    return html.escape("case-" + re.sub(r"[\s\"']", "_", case_id))
+
+
+def _case_section(result: CaseOutcome) -> str:
     status, report = result.status, result.report
     case_id = html.escape(result.case.id)
     parts = [
-        f'<section class="gc-case gc-case-{html.escape(status)}" id="case-{k}" '
+        f'<section class="gc-case gc-case-{html.escape(status)}" id="{_anchor(result.case.id)}" '
         f'data-case="{case_id}" data-status="{html.escape(status)}">',
         f"<h2><code>{case_id}</code> {_status(status)}</h2>",
     ]

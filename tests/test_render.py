@@ -432,3 +432,21 @@ def test_report_html_of_a_check_that_is_not_of_gradients_lists_its_properties():
     assert "Decoder.generate disagrees with its forward" in text
     assert "decoder unchanged" in text and "params changed: W" in text
     assert not tree.find("details") and not tree.find("img") and "calls:" not in text
+
+
+def test_page_from_records_is_the_page_from_results(tmp_path):
+    """A pytest-xdist worker renders its cases to plain records; the controller writes the
+    same page from them."""
+    pytest.importorskip("matplotlib")
+    results = _run()
+    records = json.loads(json.dumps([render.case_record(r) for r in results]))
+    from_records = write_html(records, tmp_path / "records.html").read_text()
+    assert from_records == write_html(results, tmp_path / "results.html").read_text()
+
+
+def test_every_link_of_the_case_table_leads_to_its_section(tmp_path):
+    results = _run()
+    tree = _Tree(write_html(results, tmp_path / "run.html").read_text())
+    ids = {a["id"] for t, a in tree.tags if t == "section"}
+    links = [a["href"] for a in tree.find("a")]
+    assert len(links) == len(results) and {link[1:] for link in links} == ids
