@@ -253,13 +253,18 @@ def _decorate(ax: Any, layout: _Layout, index: tuple[int, ...] | None) -> None:
     rows = int(np.prod(layout.shape)) // (layout.tiles * layout.width) if layout.shape else 1
     for t in range(layout.tiles):
         if t:
-            ax.axvline(t * layout.width - 0.5, color="white", linewidth=2.5)
+            ax.axvline(
+                t * layout.width - 0.5, color="white", linewidth=2.5 if layout.tiles <= 10 else 1
+            )
         for j in range(1, layout.blocks):
             x = t * layout.width + j * layout.width // layout.blocks - 0.5
             ax.axvline(x, color="white", linewidth=1, linestyle="--")
     if layout.axis is not None:
-        step = max(1, layout.tiles // 12)
-        shown = range(0, layout.tiles, step)
+        shown, last = _ticks(layout.tiles, 8), layout.tiles - 1
+        if shown[-1] != last:  # the last tile (the last time step) is always named
+            if last - shown[-1] < (shown[1] - shown[0]) / 2:  # (too close to label both)
+                shown.pop()
+            shown.append(last)
         ax.set_xticks([t * layout.width + (layout.width - 1) / 2 for t in shown])
         ax.set_xticklabels([_slice_name(ndim, layout.axis, t) for t in shown], fontsize=7)
         rest = [k for k in range(ndim - 1) if k != layout.axis]
@@ -281,9 +286,9 @@ def _decorate(ax: Any, layout: _Layout, index: tuple[int, ...] | None) -> None:
         ax.add_patch(_square(c, r))
 
 
-def _ticks(n: int) -> list[int]:
-    """At most about 10 whole-number ticks over ``range(n)``."""
-    return list(range(0, n, max(1, -(-n // 10))))
+def _ticks(n: int, most: int = 10) -> list[int]:
+    """At most ``most`` whole-number ticks over ``range(n)``, evenly spaced from 0."""
+    return list(range(0, n, max(1, -(-n // most))))
 
 
 def _square(x: float, y: float) -> Any:
