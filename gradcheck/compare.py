@@ -20,7 +20,7 @@ import numpy as np
 
 from gradcheck.numerical import numerical_gradient
 from gradcheck.options import Settings
-from gradcheck.report import Entry, describe_pattern
+from gradcheck.report import MAX_KEPT, Entry, describe_pattern
 
 __all__ = ["Findings", "Probe", "Target", "Tolerance", "check_target", "merge"]
 
@@ -293,6 +293,15 @@ def compare_elements(
             entry.pattern = describe_pattern(analytic, numeric64, mask)
         elif not np.any(flat_analytic[indices[wrong]]):
             entry.pattern = "zero where it should not be (analytic 0 at every wrong element)"
+    if entry.status == "mismatch" and indices is None and count <= MAX_KEPT:  # for a heatmap
+        numeric64 = numeric.reshape(shape).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            errors = np.array(tol.relative(analytic, numeric64), dtype=np.float64)  # (0-d too)
+        errors[~np.isfinite(analytic)] = np.inf
+        errors[kink.reshape(shape) | undefined.reshape(shape)] = np.nan  # not compared
+        entry.errors = errors.astype(np.float32)
+        entry.analytic_values = analytic.astype(np.float32)
+        entry.numeric_values = numeric.reshape(shape)
     return entry
 
 

@@ -9,7 +9,7 @@ flipped, transposed, zero where it should not be, wrong only in one slice of one
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,10 @@ __all__ = ["Entry", "Report", "describe_pattern"]
 
 #: Statuses that do not fail a check: a kink is a non-differentiable point, not a wrong gradient.
 PASSING = ("ok", "kink", "skipped")
+#: A wrong gradient keeps its values per element (for a heatmap) up to this many elements.
+MAX_KEPT = 65_536
+#: The per-element arrays of an entry: not part of ``to_dict()``.
+VALUES = ("errors", "analytic_values", "numeric_values")
 
 
 @dataclass
@@ -30,6 +34,13 @@ class Entry:
     (``"decoder unchanged"``); ``label`` adds what helps a
     reader (``"input[0] xs"``). ``index``/``analytic``/``numeric`` describe the worst element
     (``None`` when not applicable); errors are ``0.0`` when nothing was compared.
+
+    A gradient found wrong element by element (mode ``full``, or ``auto`` on a tensor of at most
+    ``max_elements``) of at most :data:`MAX_KEPT` elements keeps, for a heatmap, its values per
+    element in float32 and in its own shape: ``errors`` (the relative error the comparison
+    measures, ``|a - n| / max(|a|, |n|, floor)``; NaN where not compared, a kink; inf where the
+    analytic value is not finite), ``analytic_values`` and ``numeric_values``. Every other entry
+    keeps ``None``: a passing check holds no arrays.
     """
 
     name: str
@@ -47,6 +58,9 @@ class Entry:
     checked: int = 0  # elements (or directions) compared
     wrong: int = 0  # of those, how many disagree
     kinks: int = 0  # of those, how many sit at a non-differentiable point
+    errors: np.ndarray | None = field(default=None, repr=False, compare=False)
+    analytic_values: np.ndarray | None = field(default=None, repr=False, compare=False)
+    numeric_values: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -150,10 +164,28 @@ class Report:
     def __repr__(self) -> str:
         return f"<Report {self.layer} passed={self.passed}>\n{self}"
 
+    def _repr_html_(self) -> str:
+        """What Jupyter shows: a compact table (:func:`gradcheck.render.report_html`)."""
+        from gradcheck.render import report_html  # (render imports this module)
+
+        return report_html(self)
+
+    def plot(self, *, values: bool | None = None) -> Any:
+        """A matplotlib Figure: a heatmap of where each wrong gradient is wrong, with analytic
+        and numeric next to it for small tensors (``values``); see
+        :func:`gradcheck.render.plot`. Needs matplotlib: ``pip install
+        "gradcheck-seq2seq[plot]"``."""
+        from gradcheck.render import plot
+
+        return plot(self, values=values)
+
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-able data. The per-element values of a wrong gradient
+        (``Entry.errors``, ``analytic_values``, ``numeric_values``) are left out, so that the
+        record is small and of one shape whatever failed; :meth:`plot` and the HTML draw them."""
         entries = []
         for e in self.entries:
-            d = asdict(e)
+            d = {f.name: getattr(e, f.name) for f in fields(e) if f.name not in VALUES}
             d["shape"] = None if e.shape is None else list(e.shape)
             d["index"] = None if e.index is None else list(e.index)
             entries.append(d)
