@@ -173,9 +173,9 @@ class Report:
     def plot(self, *, values: bool | None = None) -> Any:
         """A matplotlib Figure: a heatmap of where each wrong gradient is wrong, with analytic
         and numeric next to it for small tensors (``values``); see
-        :func:`gradcheck.render.plot`. Needs matplotlib: ``pip install
+        :func:`gradcheck.heatmaps.plot`. Needs matplotlib: ``pip install
         "gradcheck-seq2seq[plot]"``."""
-        from gradcheck.render import plot
+        from gradcheck.heatmaps import plot
 
         return plot(self, values=values)
 

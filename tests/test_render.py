@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import gradcheck
-from gradcheck import compare, render
+from gradcheck import compare, heatmaps, render
 from gradcheck.render import heatmap_data, report_html, write_html
 from gradcheck.report import Entry
 
@@ -110,7 +110,7 @@ def test_values_are_kept_only_element_by_element_and_up_to_the_cap(monkeypatch):
     with pytest.raises(ValueError, match="random directions"):
         heatmap_data(fast)
     monkeypatch.setattr(compare, "MAX_KEPT", 10)
-    monkeypatch.setattr(render, "MAX_KEPT", 10)
+    monkeypatch.setattr(heatmaps, "MAX_KEPT", 10)
     big = _row(_gate_report(), "Wh")
     assert not big.passed and big.errors is None
     with pytest.raises(ValueError, match="more than the 10"):
@@ -151,12 +151,12 @@ def test_layout_tiles_every_element_once_where_its_position_says():
     )
     entry.errors = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
     data = heatmap_data(entry)
-    layout = render._layout(shape, entry.pattern)
+    layout = heatmaps._layout(shape, entry.pattern)
     assert (layout.axis, layout.tiles, layout.width) == (1, 3, 5)
     assert data.shape == (2 * 4, 3 * 5)
     assert sorted(data.ravel()) == sorted(entry.errors.ravel())
     for index in np.ndindex(shape):
-        assert data[render._position(index, layout)] == entry.errors[index]
+        assert data[heatmaps._position(index, layout)] == entry.errors[index]
 
 
 def _hot_columns_in_png(fig):
