@@ -15,12 +15,14 @@ from hypothesis import settings
 
 import layers.cases  # noqa: F401  (registers the bundled cases)
 from gradcheck import check_layer, mutation_score, registered_cases
+from gradcheck.cli import run_case
 from gradcheck.mutation import (
     BUG_CLASSES,
     DELTAS,
     MutationScoreTooLow,
     _broken,
     _catalogue,
+    _examples,
     _Injection,
     _Mutant,
     _Mutated,
@@ -289,3 +291,21 @@ def test_bundled_layers_score_1_at_the_normal_settings(name, mode):
     score = mutate_case(CASES[name], examples=10 if _THOROUGH else 2, mode=mode)
     assert score.error is None, score.error
     assert score.score == 1.0 and score.resolution == 1e-4, str(score)
+
+
+def test_mutation_runs_use_the_examples_the_check_of_the_case_draws(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("gradcheck.check")
+    checked, original = [], module.check_layer
+
+    def recording(*args, **options):
+        checked.append(options.get("context"))
+        return original(*args, **options)
+
+    monkeypatch.setattr(module, "check_layer", recording)
+    case = CASES["affine"]
+    run_case(case, examples=4, seed=3)
+    drawn = [d.context for d in _examples(case, 4, 3)]
+    assert set(checked) <= set(drawn)
+    assert drawn[0] == f"{case.id} seed=0 N=1 D=1 H=1"  # the smallest dims come first
