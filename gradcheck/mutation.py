@@ -48,6 +48,7 @@ __all__ = [
     "assert_mutation_score",
     "mutate_case",
     "mutation_score",
+    "parse_min_score",
     "run_mutation",
 ]
 
@@ -195,7 +196,7 @@ class MutationScore:
                     extra = "  resolution " + (
                         "none" if self.resolution is None else f"δ={self.resolution:g}"
                     )
-                lines.append(f"  {name:<15} {c:>3}/{n:<3}{extra}")
+                lines.append(f"  {name:<15} {c:>3}/{n:<3}{extra}".rstrip())
             else:
                 why = self.not_applicable.get(name, "")
                 lines.append(f"  {name:<15} n/a      {why}")
@@ -765,6 +766,19 @@ def assert_mutation_score(
     return score
 
 
+def parse_min_score(text: str) -> float:
+    """``--min-score``'s argparse ``type``: a number in [0, 1]."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; try 0.9") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be in [0, 1]; try 0.9")
+    return value
+
+
 def run_mutation(
     cases: Sequence[Case],
     *,
@@ -797,7 +811,7 @@ def run_mutation(
     low = [s for s in scores if s.error is not None or s.score < min_score]
     total = sum(len(s.results) for s in scores)
     caught = sum(s.caught for s in scores)
-    summary = f"{caught}/{total} mutants caught over {len(scores)} cases"
+    summary = f"{caught}/{total} mutants caught over {len(scores)} case{'s' * (len(scores) != 1)}"
     if low:
         summary += f"; below min_score={min_score:g}: {', '.join(s.case for s in low)}"
     print(f"\n{summary} in {time.perf_counter() - started:.1f}s", file=out)

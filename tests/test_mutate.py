@@ -309,3 +309,14 @@ def test_mutation_runs_use_the_examples_the_check_of_the_case_draws(monkeypatch)
     drawn = [d.context for d in _examples(case, 4, 3)]
     assert set(checked) <= set(drawn)
     assert drawn[0] == f"{case.id} seed=0 N=1 D=1 H=1"  # the smallest dims come first
+
+
+def test_min_score_option_takes_a_share():
+    import argparse
+
+    from gradcheck.mutation import parse_min_score
+
+    assert parse_min_score("0.9") == 0.9
+    for bad in ("1.5", "x", "-0.1"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"try 0\.9"):
+            parse_min_score(bad)
