@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     print(rule)
     totals = [0.0, 0.0, 0.0]
     if cases:  # (imports, hypothesis and numpy warmed up before the first timing)
-        mutate_case(cases[0], examples=1, mode=args.mode)
+        run_case(cases[0], examples=2, mode=args.mode)
+        mutate_case(cases[0], examples=2, mode=args.mode)
     for c in cases:
         check_s, _ = _best(lambda c=c: run_case(c, **options), args.repeat)
         mutate_s, score = _best(lambda c=c: mutate_case(c, **options), args.repeat)

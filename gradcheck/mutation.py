@@ -410,6 +410,7 @@ class _Injection:
             news = [olds[1], olds[0]]
         elif m.bug_class == "accumulated":
             news = [olds[0] + before[m.targets[0].index]] if before is not None else olds
+            self.changed |= bool(np.any(olds[0]))  # (a second backward would differ)
         elif m.bug_class == "state dropped":
             news = [None]
         else:
@@ -544,7 +545,8 @@ def _run_example(obj: Any, inputs: tuple, options: dict[str, Any], tally: _Tally
         injection = _Injection(m, len(arrays), floats)
         mutant = _Mutated(subject, arrays, injection)
         try:
-            report = check_layer(mutant, *arrays, _numeric_cache=cache, **options, contract=False)
+            gradients_only = {**options, "contract": False}
+            report = check_layer(mutant, *arrays, _numeric_cache=cache, **gradients_only)
             if report.passed and settings.contract:
                 report = check_layer(mutant, *arrays, _numeric_cache=cache, **options)
         except Exception:  # the check could not run: a failing gate all the same

@@ -320,3 +320,12 @@ def test_min_score_option_takes_a_share():
     for bad in ("1.5", "x", "-0.1"):
         with pytest.raises(argparse.ArgumentTypeError, match=r"try 0\.9"):
             parse_min_score(bad)
+
+
+def test_without_the_contract_accumulated_mutants_are_missed_and_say_why():
+    layer, inputs = _square_affine()
+    score = mutation_score(layer, *inputs, mode="full", contract=False)
+    rows = [r for r in score.results if r.bug_class == "accumulated"]
+    assert rows and not any(r.caught for r in rows)
+    assert all("'grads overwritten, not accumulated' did not run" in r.reason for r in rows)
+    assert all(r.caught for r in score.results if r.bug_class != "accumulated")
