@@ -91,7 +91,7 @@ _NOT_APPLICABLE = {
 class MutantResult:
     """One mutant: its bug class, the gradient(s) it broke (``W``, ``W axis 1``, ``Wx, Wh``),
     δ for the "scaled" ones, whether some example's check caught it, and for a missed one why
-    (one line)."""
+    (one line); for one caught because the check raised, what it raised."""
 
     bug_class: str
     target: str
@@ -486,6 +486,7 @@ class _Tally:
     caught: dict[tuple, bool] = field(default_factory=dict)
     changed: dict[tuple, bool] = field(default_factory=dict)
     reasons: dict[tuple, tuple[int, str]] = field(default_factory=dict)
+    raised: dict[tuple, str] = field(default_factory=dict)  # caught by raising: what it said
     layer: str = "?"
     examples: int = 0
     accumulates: bool = False
@@ -549,9 +550,9 @@ def _run_example(obj: Any, inputs: tuple, options: dict[str, Any], tally: _Tally
             report = check_layer(mutant, *arrays, _numeric_cache=cache, **gradients_only)
             if report.passed and settings.contract:
                 report = check_layer(mutant, *arrays, _numeric_cache=cache, **options)
-        except Exception:  # the check could not run: a failing gate all the same
-            tally.changed[key] = True
-            tally.caught[key] = True
+        except Exception as exc:  # the check could not run: a failing gate all the same
+            tally.changed[key] = tally.caught[key] = True
+            tally.raised[key] = f"the check raised {type(exc).__name__}: {exc}".splitlines()[0]
             continue
         tally.changed[key] = tally.changed.get(key, False) or injection.changed
         if not injection.changed:
@@ -613,7 +614,7 @@ def _score(case: str, tally: _Tally, settings: dict[str, Any], seconds: float) -
             equivalent.append(f"{m.bug_class} {m.target}{delta}")
             continue
         caught = bool(tally.caught.get(key))
-        reason = "" if caught else tally.reasons.get(key, (0, ""))[1]
+        reason = tally.reasons.get(key, (0, ""))[1] if not caught else tally.raised.get(key, "")
         results.append(MutantResult(m.bug_class, m.target, m.delta, caught, reason))
     scaled = [r for r in results if r.bug_class == "scaled"]
     resolution = None

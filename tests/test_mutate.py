@@ -291,6 +291,8 @@ def test_bundled_layers_score_1_at_the_normal_settings(name, mode):
     score = mutate_case(CASES[name], examples=10 if _THOROUGH else 2, mode=mode)
     assert score.error is None, score.error
     assert score.score == 1.0 and score.resolution == 1e-4, str(score)
+    raised = [r.line() for r in score.results if r.reason]  # caught by a failing row, not an error
+    assert not raised, raised
 
 
 def test_mutation_runs_use_the_examples_the_check_of_the_case_draws(monkeypatch):
