@@ -682,9 +682,8 @@ def mutation_score(subject: Any, *inputs: Any, **options: Any) -> MutationScore:
     options = _options(options)
     started = time.perf_counter()
     tally = _Tally()
-    name = getattr(subject, "__name__", None) or type(subject).__name__
     _run_example(subject, inputs, options, tally)
-    return _score(name, tally, _shown(options), time.perf_counter() - started)
+    return _score(tally.layer, tally, _shown(options), time.perf_counter() - started)
 
 
 def _examples(case: Case, examples: int, seed: int) -> list[Any]:

@@ -331,3 +331,42 @@ def test_without_the_contract_accumulated_mutants_are_missed_and_say_why():
     assert rows and not any(r.caught for r in rows)
     assert all("'grads overwritten, not accumulated' did not run" in r.reason for r in rows)
     assert all(r.caught for r in score.results if r.bug_class != "accumulated")
+
+
+def _tanh_matmul(x, W):
+    return np.tanh(x @ W)
+
+
+def _tanh_matmul_vjp(dout, x, W):
+    da = dout * (1 - np.tanh(x @ W) ** 2)
+    return da @ W.T, x.T @ da
+
+
+def _softmax_loss(x, y):
+    p = np.exp(x - x.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    N = len(y)
+    dx = p.copy()
+    dx[np.arange(N), y] -= 1
+    return -np.log(p[np.arange(N), y]).sum() / N, dx / N
+
+
+def test_functions_pairs_and_losses_are_mutated_through_their_adapters():
+    import gradcheck
+
+    rng = np.random.default_rng(4)
+    x, W = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+    function = mutation_score(gradcheck.function(_tanh_matmul, _tanh_matmul_vjp), x, W)
+    assert function.score == 1.0 and {"transposed", "swapped"} <= set(function.by_class())
+    assert {r.target for r in function.results} >= {"x", "W"}  # named by the function
+
+    def forward(x, W):
+        return _tanh_matmul(x, W), (x, W)
+
+    def backward(dout, cache):
+        return _tanh_matmul_vjp(dout, *cache)
+
+    assert mutation_score(gradcheck.pair(forward, backward), x, W).score == 1.0
+    loss = mutation_score(gradcheck.loss(_softmax_loss), x, np.array([0, 2, 1]))
+    assert loss.score == 1.0 and loss.case == "_softmax_loss"
+    assert {r.target.split()[0] for r in loss.results} == {"x"}  # y is not differentiated
