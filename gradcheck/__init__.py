@@ -7,6 +7,7 @@ gradcheck.assert_function(f, f_vjp, x, W)             # a function and its hand-
 gradcheck.assert_pair(affine_forward, affine_backward, x, w, b)   # cs231n (out, cache) pairs
 gradcheck.assert_loss(softmax_loss, x, y)             # cs231n (loss, dx) losses
 gradcheck.assert_generate(decoder, h, start_id=0, sample_size=5)  # greedy generate vs forward
+gradcheck.mutation_score(layer, x, mode="fast")      # which typical backward bugs it catches
 """
 
 from gradcheck.cases import Case, case, registered_cases
@@ -24,6 +25,7 @@ from gradcheck.check import (
 )
 from gradcheck.conventions import function, loss, pair
 from gradcheck.generate import assert_generate, check_generate
+from gradcheck.mutation import MutantResult, MutationScore, mutation_score
 from gradcheck.options import Settings
 from gradcheck.report import Entry, Report
 from gradcheck.subjects import layer
@@ -32,6 +34,8 @@ __all__ = [
     "Case",
     "Entry",
     "GradientMismatch",
+    "MutantResult",
+    "MutationScore",
     "Report",
     "Settings",
     "assert_function",
@@ -49,6 +53,7 @@ __all__ = [
     "function",
     "layer",
     "loss",
+    "mutation_score",
     "pair",
     "registered_cases",
 ]

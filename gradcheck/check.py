@@ -156,6 +156,8 @@ def _check(
     options: dict[str, Any],
 ) -> Report:
     __tracebackhide__ = True
+    options = dict(options)
+    cache = options.pop("_numeric_cache", None)  # (gradcheck.mutation: one forward, many checks)
     settings = _settings(options)
     if settings.seed is None:
         settings = dataclasses.replace(settings, seed=int(np.random.default_rng().integers(2**31)))
@@ -174,7 +176,7 @@ def _check(
                 box.on_call = _progress_reporter(progress, subject, arrays, settings)
             rng = np.random.default_rng(settings.seed)
             obs = analytic.run(box, subject, dout, state, rng, settings.eps, native)
-            entries, obs = gradients.run(box, subject, obs, settings, rng)
+            entries, obs = gradients.run(box, subject, obs, settings, rng, cache)
             if settings.contract:
                 entries += contract.run(box, obs, settings)
             elif obs.precision is not None and settings.dtype == "strict":

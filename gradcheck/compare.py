@@ -22,7 +22,7 @@ from gradcheck.numerical import numerical_gradient
 from gradcheck.options import Settings
 from gradcheck.report import MAX_KEPT, Entry, describe_pattern
 
-__all__ = ["Findings", "Probe", "Target", "Tolerance", "check_target", "merge"]
+__all__ = ["Findings", "Probe", "Target", "Tolerance", "check_target", "merge", "remembered"]
 
 #: At most this many suspected kinks per gradient are re-measured with a 10x smaller step.
 _MAX_REFINED = 64
@@ -97,6 +97,22 @@ class Probe:
     rng: np.random.Generator
     float32_inside: bool = False
     excuse_kinks: bool = True  # False: rounding noise at a float64 step is no kink (strict)
+    cache: dict | None = None  # finite differences kept across checks of one forward
+
+
+def remembered(probe: Probe, key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()`` (finite differences), kept in ``probe.cache`` under ``key`` when the probe
+    has a cache. Saves every forward of a check whose forward, inputs, params and seed are
+    those of an earlier one (the mutants of :mod:`gradcheck.mutation` change only backward):
+    the same differences would be taken again. ``key`` names the array, the elements or
+    directions, and the step; ``L0`` is added, so a different forward never hits."""
+    if probe.cache is None:
+        return compute()
+    full = (probe.L0, *key)
+    hit = probe.cache.get(full)
+    if hit is None:
+        hit = probe.cache[full] = compute()
+    return hit
 
 
 @dataclass(frozen=True)
@@ -213,8 +229,12 @@ def compare_elements(
         idx = np.arange(lo, hi) if indices is None else indices[lo:hi]
         d = measure(
             probe,
-            lambda step, idx=idx: numerical_gradient(
-                probe.evaluate, t.array, eps=step, indices=idx, f0=probe.L0
+            lambda step, idx=idx: remembered(
+                probe,
+                (t.name, t.array.shape, "elements", step, idx.tobytes()),
+                lambda: numerical_gradient(
+                    probe.evaluate, t.array, eps=step, indices=idx, f0=probe.L0
+                ),
             ),
         )
         a, n = flat_analytic[idx], d.central
@@ -330,8 +350,11 @@ def _refine_kinks(
     suspects, rest = order[:room], order[room:]
     out = np.zeros_like(kink)
     if len(suspects):
-        d = numerical_gradient(
-            probe.evaluate, t.array, eps=probe.eps / 10, indices=indices[suspects]
+        at = indices[suspects]
+        d = remembered(
+            probe,
+            (t.name, t.array.shape, "refined", probe.eps / 10, at.tobytes()),
+            lambda: numerical_gradient(probe.evaluate, t.array, eps=probe.eps / 10, indices=at),
         )
         for j, k in enumerate(suspects):
             n_small = d.central[j]

@@ -30,14 +30,20 @@ _EPS32 = float(np.finfo(np.float32).eps)
 
 
 def run(
-    box: Sandbox, subject: Subject, obs: analytic.Observations, settings: Settings, rng: Any
+    box: Sandbox,
+    subject: Subject,
+    obs: analytic.Observations,
+    settings: Settings,
+    rng: Any,
+    cache: dict | None = None,
 ) -> tuple[list[Entry], analytic.Observations]:
     """The gradient rows, and the observations with what the comparison found (and without
-    the analytic gradients, which the contract checks need not hold)."""
+    the analytic gradients, which the contract checks need not hold). ``cache``: finite
+    differences kept across checks of the same forward (:func:`gradcheck.compare.remembered`)."""
     targets = _targets(box, subject, obs)
     movable = [t for t in targets if t.array.size]
     tol = Tolerance(settings.atol, settings.rtol, obs.noise)
-    probe = Probe(obs.evaluate, obs.L0, settings.eps, rng)
+    probe = Probe(obs.evaluate, obs.L0, settings.eps, rng, cache=cache)
     shows = float32_shows(subject, obs)  # float32 outputs or gradients: no probe needed
     precision = f"the float64 copy returns float32 ({', '.join(shows)})" if shows else None
     if precision is None and obs.deterministic and settings.mode != "fast":

@@ -20,6 +20,7 @@ from gradcheck.compare import (
     Tolerance,
     measure,
     nonfinite_name,
+    remembered,
     undefined_message,
     within,
 )
@@ -85,7 +86,10 @@ def compare_directions(
             vs = _projected(vs, analytic, along)
         return directional_derivative(probe.evaluate, t.array, vs, eps=step, f0=probe.L0)
 
-    d = measure(probe, differences)
+    key = (t.name, shape, "directions", seeds.tobytes())
+    d = measure(probe, lambda step: remembered(probe, (*key, step), lambda: differences(step)))
+    if not along:  # (the differences were remembered: no direction was drawn for them)
+        along = [dot(analytic, v) for v in directions(seeds, shape)]
     findings.first_projections[id(t.array)] = (int(seeds[0]), float(d.central[0]))
     return _judge(t, analytic, np.array(along), d, seeds, probe, tol, findings)
 
@@ -247,8 +251,12 @@ def _bisect(
         sub = np.zeros(v.size)
         sub[lo:hi] = v[lo:hi]
         a = dot(analytic[lo:hi], v[lo:hi])
-        d = directional_derivative(
-            probe.evaluate, t.array, [sub.reshape(t.array.shape)], eps=probe.eps, f0=probe.L0
+        d = remembered(
+            probe,
+            (t.name, t.array.shape, "piece", lo, hi, v[lo:hi].tobytes(), probe.eps),
+            lambda sub=sub: directional_derivative(
+                probe.evaluate, t.array, [sub.reshape(t.array.shape)], eps=probe.eps, f0=probe.L0
+            ),
         )
         n = float(d.central[0])
         allowed = float(tol.allowed(np.array(a), np.array(n)))

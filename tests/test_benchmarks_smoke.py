@@ -40,3 +40,8 @@ def test_compare_torch_prints_its_tables_at_tiny_sizes():
         assert f"| {model} (" in out, out
     assert "torch slow / ours full" in out
     assert "(full - fwd+bwd) / params" in out
+
+
+def test_mutation_cost_prints_its_table_for_one_case():
+    out = _run("benchmarks/mutation_cost.py", "-k", "::affine", "--examples", "1", "--uncached")
+    assert "| affine | " in out and "| **all** |" in out

@@ -1,0 +1,822 @@
+"""Does the check catch bugs? Typical backward bugs injected, and what the settings catch.
+
+A passing check says no mismatch was found at its settings, not that a bug would have been:
+fast mode, ``auto``'s sampled elements, a loose ``rtol`` or tiny drawn shapes can pass a wrong
+backward. Here each *mutant* is the subject's layer behind a thin wrapper: forward is the
+layer's own; backward calls the layer's backward, then breaks one thing in a typical way (the
+catalogue, :data:`BUG_CLASSES`) in what it returned (an input gradient), wrote (``grads[k]``,
+in place) or left (``dh``, ``dc``). Nobody's source is edited. Each mutant runs through the
+whole pipeline (sandbox, gradients, contract) under the check's own settings and is caught when
+its report fails; the score is the share caught.
+
+Cheap: a mutant changes only backward, so every forward evaluation of its check is one the
+unmutated check of the same example made (same inputs, params, seed, so the same sampled
+elements and directions). Those finite differences are taken once and remembered
+(:func:`gradcheck.compare.remembered`); and a mutant whose gradient rows already fail is not
+run again for its contract rows.
+
+    score = gradcheck.mutation_score(layer, x, mode="fast")
+    print(score)                      # per bug class, caught of total; what was missed, why
+    score.score, score.resolution     # 0.87, 0.01 (the smallest scale error (1 + δ) caught)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from gradcheck.cases import Case
+from gradcheck.options import Settings
+from gradcheck.report import Report
+from gradcheck.subjects import Convention, Subject, subject_of
+
+__all__ = [
+    "BUG_CLASSES",
+    "DELTAS",
+    "MutantResult",
+    "MutationScore",
+    "MutationScoreTooLow",
+    "assert_mutation_score",
+    "mutate_case",
+    "mutation_score",
+    "parse_min_score",
+    "run_mutation",
+]
+
+#: The catalogue, in report order: each bug class and what its mutants do to one gradient
+#: (two for "swapped").
+BUG_CLASSES: dict[str, str] = {
+    "scaled": "one gradient times (1 + δ), δ from 1 down to 1e-4",
+    "sign flipped": "one gradient negated",
+    "element zeroed": "the largest element of one gradient set to 0",
+    "slice zeroed": "the largest slice along one axis of one gradient set to 0",
+    "gate zeroed": "the largest gate block (3H or 4H gates) of one gradient set to 0",
+    "transposed": "one square gradient transposed",
+    "swapped": "two gradients of one shape swapped",
+    "accumulated": "grads[k] += g instead of grads[k][...] = g",
+    "state dropped": "dh or dc not set by backward",
+    "time shifted": "an input's gradient of step t given to step t + 1 (N, T, D)",
+    "time step lost": "an input's gradient at the first step left 0 (N, T, D)",
+    "constant added": "a term that does not depend on dout added to one gradient",
+}
+#: The relative errors of the "scaled" mutants: the smallest one caught is the resolution.
+DELTAS = (1.0, 1e-1, 1e-2, 1e-3, 1e-4)
+
+#: Why a bug class has no mutant for a subject.
+_NOT_APPLICABLE = {
+    "slice zeroed": "no gradient with two or more axes",
+    "gate zeroed": "no parameter of 3H or 4H gates (a weight (H, 3H) or (H, 4H) shows them)",
+    "transposed": "no square gradient",
+    "swapped": "no two gradients of one shape",
+    "accumulated": "no parameters (or they accumulate by design)",
+    "state dropped": "no initial state checked (dh, dc)",
+    "time shifted": "no float input (N, T, D) with T >= 2",
+    "time step lost": "no float input (N, T, D) with T >= 2",
+}
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MutantResult:
+    """One mutant: its bug class, the gradient(s) it broke (``W``, ``W axis 1``, ``Wx, Wh``),
+    δ for the "scaled" ones, whether some example's check caught it, and for a missed one why
+    (one line); for one caught because the check raised, what it raised."""
+
+    bug_class: str
+    target: str
+    delta: float | None
+    caught: bool
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def line(self) -> str:
+        delta = f" δ={self.delta:g}" if self.delta is not None else ""
+        return f"{self.bug_class} {self.target}{delta}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class MutationScore:
+    """What a case's settings catch: ``results`` one per mutant, ``score`` the share caught,
+    ``resolution`` the smallest δ at which every "scaled" mutant (and every larger δ) was
+    caught (None: not even δ=1). ``not_applicable`` maps each bug class without mutants to why;
+    ``equivalent`` lists mutants that changed no gradient at any example (not counted).
+    ``error``: the unmutated check failed or raised, so nothing was scored."""
+
+    case: str
+    results: tuple[MutantResult, ...]
+    score: float
+    resolution: float | None
+    layer: str = "?"
+    examples: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)
+    equivalent: tuple[str, ...] = ()
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def caught(self) -> int:
+        return sum(r.caught for r in self.results)
+
+    @property
+    def missed(self) -> list[MutantResult]:
+        return [r for r in self.results if not r.caught]
+
+    def by_class(self) -> dict[str, tuple[int, int]]:
+        """Each bug class with mutants: (caught, total), in catalogue order."""
+        out: dict[str, tuple[int, int]] = {}
+        for name in BUG_CLASSES:
+            rows = [r for r in self.results if r.bug_class == name]
+            if rows:
+                out[name] = (sum(r.caught for r in rows), len(rows))
+        return out
+
+    def _classes(self) -> dict[str, dict[str, Any]]:
+        counts = self.by_class()
+        return {
+            name: (
+                {"caught": counts[name][0], "total": counts[name][1]}
+                if name in counts
+                else {"not_applicable": self.not_applicable.get(name, "")}
+            )
+            for name in BUG_CLASSES
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` record of this case."""
+        return {
+            "case": self.case,
+            "layer": self.layer,
+            "score": self.score,
+            "caught": self.caught,
+            "total": len(self.results),
+            "resolution": self.resolution,
+            "examples": self.examples,
+            "settings": dict(self.settings),
+            "classes": self._classes(),
+            "equivalent": list(self.equivalent),
+            "mutants": [r.to_dict() for r in self.results],
+            "error": self.error,
+            "seconds": self.seconds,
+        }
+
+    def headline(self) -> str:
+        if self.error is not None:
+            return f"{self.case} ({self.layer}): not scored: {self.error}"
+        resolution = "none" if self.resolution is None else f"δ={self.resolution:g}"
+        return (
+            f"{self.case} ({self.layer}): score {self.score:.2f} ({self.caught}/"
+            f"{len(self.results)} caught), resolution {resolution}, "
+            f"{self.examples} example{'s' * (self.examples != 1)}"
+        )
+
+    def __str__(self) -> str:
+        lines = [self.headline()]
+        if self.error is not None:
+            return lines[0]
+        counts = self.by_class()
+        for name in BUG_CLASSES:
+            if name in counts:
+                c, n = counts[name]
+                extra = ""
+                if name == "scaled":
+                    extra = "  resolution " + (
+                        "none" if self.resolution is None else f"δ={self.resolution:g}"
+                    )
+                lines.append(f"  {name:<15} {c:>3}/{n:<3}{extra}".rstrip())
+            else:
+                why = self.not_applicable.get(name, "")
+                lines.append(f"  {name:<15} n/a      {why}")
+        if self.equivalent:
+            lines.append(
+                f"  not counted (changed no gradient at these examples): "
+                f"{', '.join(self.equivalent)}"
+            )
+        for r in self.missed:
+            lines.append(f"  missed: {r.line()}")
+        return "\n".join(lines)
+
+
+class MutationScoreTooLow(AssertionError):
+    """Raised by :func:`assert_mutation_score`; ``.score`` holds the score, ``str()`` its
+    table."""
+
+    def __init__(self, score: MutationScore, min_score: float) -> None:
+        super().__init__(f"mutation score below min_score={min_score:g}\n{score}")
+        self.score = score
+
+
+# --- the catalogue ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Quantity:
+    """A checked gradient: an input's (``kind="input"``, ``index`` its position), a
+    parameter's (``"param"``, its index in ``grads``) or the initial state's (``"state"``,
+    ``"dh"``/``"dc"``)."""
+
+    name: str
+    kind: str
+    index: Any
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Mutant:
+    bug_class: str
+    targets: tuple[_Quantity, ...]
+    delta: float | None = None
+    axis: int | None = None  # slice zeroed: the axis; gate zeroed: the number of gates
+
+    @property
+    def key(self) -> tuple[str, str, float | None]:
+        """Names the mutant across examples (shapes vary, names do not)."""
+        return (self.bug_class, self.target, self.delta)
+
+    @property
+    def target(self) -> str:
+        names = ", ".join(q.name for q in self.targets)
+        if self.bug_class == "slice zeroed":
+            return f"{names} axis {self.axis}"
+        return names
+
+
+def _gates(params: Sequence[np.ndarray]) -> tuple[int, int] | None:
+    """(gates, H) when a weight (H, 3H) or (H, 4H) shows a gated recurrent layer (H >= 2)."""
+    for p in params:
+        if p.ndim == 2 and p.shape[0] >= 2:
+            for gates in (4, 3):
+                if p.shape[1] == gates * p.shape[0]:
+                    return gates, p.shape[0]
+    return None
+
+
+def _catalogue(quantities: list[_Quantity], params: Sequence[np.ndarray], accumulates: bool):
+    """Every mutant that applies to these gradients, in catalogue order."""
+    gates = _gates(params)
+    out: list[_Mutant] = []
+    for q in quantities:
+        out += [_Mutant("scaled", (q,), delta) for delta in DELTAS]
+    out += [_Mutant("sign flipped", (q,)) for q in quantities]
+    out += [_Mutant("element zeroed", (q,)) for q in quantities]
+    out += [
+        _Mutant("slice zeroed", (q,), axis=axis)
+        for q in quantities
+        if len(q.shape) >= 2
+        for axis in range(len(q.shape))
+    ]
+    if gates is not None:
+        width = gates[0] * gates[1]
+        out += [
+            _Mutant("gate zeroed", (q,), axis=gates[0])
+            for q in quantities
+            if q.kind == "param" and q.shape and q.shape[-1] == width
+        ]
+    out += [
+        _Mutant("transposed", (q,))
+        for q in quantities
+        if len(q.shape) >= 2 and q.shape[-1] == q.shape[-2] >= 2
+    ]
+    out += [
+        _Mutant("swapped", (a, b))
+        for i, a in enumerate(quantities)
+        for b in quantities[i + 1 :]
+        if a.shape == b.shape
+    ]
+    if not accumulates:
+        out += [_Mutant("accumulated", (q,)) for q in quantities if q.kind == "param"]
+    out += [_Mutant("state dropped", (q,)) for q in quantities if q.kind == "state"]
+    timed = [q for q in quantities if q.kind == "input" and len(q.shape) == 3 and q.shape[1] >= 2]
+    out += [_Mutant("time shifted", (q,)) for q in timed]
+    out += [_Mutant("time step lost", (q,)) for q in timed]
+    out += [_Mutant("constant added", (q,)) for q in quantities]
+    return out
+
+
+def _largest(g: np.ndarray, axis: int, blocks: int | None = None) -> tuple[slice | int, ...]:
+    """The index of the largest slice of ``g`` along ``axis`` (or of the largest of ``blocks``
+    equal blocks of it)."""
+    moved = np.moveaxis(np.abs(g), axis, 0)
+    size = moved.shape[0]
+    sums = moved.reshape(size, -1).sum(axis=1)
+    where: list[slice | int] = [slice(None)] * g.ndim
+    if blocks is None:
+        where[axis] = int(np.argmax(sums))
+    else:
+        width = size // blocks
+        j = int(np.argmax(sums.reshape(blocks, width).sum(axis=1)))
+        where[axis] = slice(j * width, (j + 1) * width)
+    return tuple(where)
+
+
+def _constant(shape: tuple[int, ...]) -> np.ndarray:
+    """The same array for the same shape, whatever dout is: a term backward should not add."""
+    return 0.1 * np.random.default_rng(20240).standard_normal(shape)
+
+
+def _broken(m: _Mutant, g: np.ndarray) -> np.ndarray:
+    """A new array: ``g`` with the bug of ``m`` (one-gradient classes)."""
+    name = m.bug_class
+    if name == "scaled":
+        return g * (1.0 + m.delta)
+    if name == "sign flipped":
+        return -g
+    if name == "transposed":
+        return np.swapaxes(g, -1, -2).copy()
+    if name == "constant added":
+        return g + _constant(g.shape)
+    out = np.array(g, dtype=np.float64 if g.dtype.kind != "f" else g.dtype)
+    if name == "element zeroed":
+        out.reshape(-1)[int(np.argmax(np.abs(g).reshape(-1)))] = 0
+    elif name == "slice zeroed":
+        out[_largest(g, m.axis)] = 0
+    elif name == "gate zeroed":
+        out[_largest(g, g.ndim - 1, m.axis)] = 0
+    elif name == "time shifted":
+        out[:, 1:] = g[:, :-1]
+        out[:, 0] = 0
+    elif name == "time step lost":
+        out[:, 0] = 0
+    else:
+        raise ValueError(f"bug_class={name!r} is not one gradient's bug")
+    return out
+
+
+class _Injection:
+    """One mutant's bug, applied after every backward of the mutant layer. Shared (not copied)
+    by the sandbox's deep copies of the layer, so ``changed`` says whether any backward of the
+    check came out different; ``__slots__``: no ``__dict__`` for the sandbox to walk."""
+
+    __slots__ = ("changed", "floats", "mutant", "n_inputs")
+
+    def __init__(self, mutant: _Mutant, n_inputs: int, floats: list[int]) -> None:
+        self.mutant, self.n_inputs, self.floats = mutant, n_inputs, floats
+        self.changed = False
+
+    def __deepcopy__(self, memo: dict) -> _Injection:
+        return self
+
+    def _position(self, i: int, count: int) -> int:
+        """Where input ``i``'s gradient is in what backward returned: one per input, or the
+        book's convention, one per float input."""
+        if count != self.n_inputs and count == len(self.floats) and i in self.floats:
+            return self.floats.index(i)
+        return i
+
+    def apply(self, layer: _MutantLayer, result: Any, before: list[np.ndarray] | None) -> Any:
+        m = self.mutant
+        single = not isinstance(result, (tuple, list))
+        got = [result] if single else list(result)
+        inner = layer.inner
+
+        def read(q: _Quantity) -> Any:
+            if q.kind == "input":
+                k = self._position(q.index, len(got))
+                return got[k] if k < len(got) else None
+            if q.kind == "param":
+                return inner.grads[q.index]
+            return getattr(inner, q.index, None)
+
+        def write(q: _Quantity, new: Any) -> None:
+            if q.kind == "input":
+                k = self._position(q.index, len(got))
+                if k < len(got):
+                    got[k] = new
+            elif q.kind == "param":
+                g = inner.grads[q.index]
+                if new is not None and np.shape(new) == g.shape:
+                    g[...] = new
+            else:
+                setattr(layer, q.index, new)
+
+        olds = [read(q) for q in m.targets]
+        if any(not isinstance(g, np.ndarray) for g in olds) and m.bug_class != "state dropped":
+            return result  # (a gradient the checker reports missing anyway)
+        olds = [np.array(g) if m.bug_class == "swapped" else g for g in olds]
+        if m.bug_class == "swapped":
+            news = [olds[1], olds[0]]
+        elif m.bug_class == "accumulated":
+            news = [olds[0] + before[m.targets[0].index]] if before is not None else olds
+            self.changed |= bool(np.any(olds[0]))  # (a second backward would differ)
+        elif m.bug_class == "state dropped":
+            news = [None]
+        else:
+            news = [_broken(m, olds[0])]
+        for q, old, new in zip(m.targets, olds, news, strict=True):
+            if new is None or old is None:
+                self.changed |= new is not old
+            elif not np.array_equal(old, new):
+                self.changed = True
+            write(q, new)
+        if single:
+            return got[0]
+        return tuple(got) if isinstance(result, tuple) else got
+
+
+class _MutantLayer:
+    """The subject's layer with one bug injected after backward: forward and everything else
+    are the layer's own (``params``, ``grads``, state and ``set_state`` read through)."""
+
+    def __init__(self, inner: Any, injection: _Injection | None) -> None:
+        self.inner = inner
+        self.injection = injection
+
+    @property
+    def params(self) -> list[Any]:
+        return self.inner.params
+
+    @property
+    def grads(self) -> list[Any]:
+        return self.inner.grads
+
+    def forward(self, *inputs: Any) -> Any:
+        return self.inner.forward(*inputs)
+
+    def backward(self, *douts: Any) -> Any:
+        injection = self.injection
+        if injection is None:
+            return self.inner.backward(*douts)
+        before = None
+        if injection.mutant.bug_class == "accumulated":
+            before = [np.array(g) for g in self.inner.grads]
+        result = self.inner.backward(*douts)
+        return injection.apply(self, result, before)
+
+    def __getattr__(self, name: str) -> Any:
+        inner = self.__dict__.get("inner")
+        if inner is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+
+@dataclass(frozen=True)
+class _Mutated(Convention):
+    """The subject with an injection (None: the unmutated baseline, through the same wrapper)."""
+
+    subject: Subject
+    arrays: tuple[Any, ...]
+    injection: _Injection | None
+
+    def bind(self, inputs: tuple[Any, ...]) -> tuple[Subject, tuple]:
+        layer = _MutantLayer(self.subject.layer, self.injection)
+        return dataclasses.replace(self.subject, layer=layer), self.arrays
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    """Mutants over the examples of one case: caught if any example caught them."""
+
+    mutants: dict[tuple, _Mutant] = field(default_factory=dict)
+    caught: dict[tuple, bool] = field(default_factory=dict)
+    changed: dict[tuple, bool] = field(default_factory=dict)
+    reasons: dict[tuple, tuple[int, str]] = field(default_factory=dict)
+    raised: dict[tuple, str] = field(default_factory=dict)  # caught by raising: what it said
+    layer: str = "?"
+    examples: int = 0
+    accumulates: bool = False
+    error: str | None = None
+
+
+def _quantities(subject: Subject, arrays: tuple, baseline: Report) -> list[_Quantity]:
+    rows = {e.name: e for e in baseline.gradients}
+    out = [
+        _Quantity(name, "input", i, tuple(x.shape))
+        for i, (name, x, checked) in enumerate(
+            zip(subject.input_names, arrays, subject.checked, strict=True)
+        )
+        if checked and x.dtype.kind == "f" and x.size
+    ]
+    out += [
+        _Quantity(name, "param", k, tuple(p.shape))
+        for k, (name, p) in enumerate(zip(subject.param_names, subject.layer.params, strict=True))
+        if p.size
+    ]
+    out += [
+        _Quantity(name, "state", name, tuple(rows[name].shape))
+        for name in ("dh", "dc")
+        if name in rows and rows[name].checked
+    ]
+    return out
+
+
+def _run_example(obj: Any, inputs: tuple, options: dict[str, Any], tally: _Tally) -> None:
+    """The unmutated check of one example (it fills the cache), then every mutant not yet
+    caught; what they show goes into ``tally``."""
+    from gradcheck.check import check_layer
+
+    subject, arrays = subject_of(obj, inputs)
+    tally.layer = subject.name
+    tally.accumulates = bool(subject.not_applicable.get("grads overwritten, not accumulated"))
+    settings = Settings(**options)
+    cache: dict = {}
+    baseline = check_layer(
+        _Mutated(subject, arrays, None), *arrays, _numeric_cache=cache, **options
+    )
+    if not baseline.passed:
+        tally.error = (
+            "the unmutated check fails"
+            + (f" ({baseline.context})" if baseline.context else "")
+            + f": {str(baseline).splitlines()[0]}"
+        )
+        return
+    tally.examples += 1
+    floats = [i for i, x in enumerate(arrays) if x.dtype.kind == "f"]
+    quantities = _quantities(subject, arrays, baseline)
+    for m in _catalogue(quantities, subject.layer.params, tally.accumulates):
+        key = m.key
+        tally.mutants.setdefault(key, m)
+        if tally.caught.get(key):
+            continue
+        injection = _Injection(m, len(arrays), floats)
+        mutant = _Mutated(subject, arrays, injection)
+        try:
+            gradients_only = {**options, "contract": False}
+            report = check_layer(mutant, *arrays, _numeric_cache=cache, **gradients_only)
+            if report.passed and settings.contract:
+                report = check_layer(mutant, *arrays, _numeric_cache=cache, **options)
+        except Exception as exc:  # the check could not run: a failing gate all the same
+            tally.changed[key] = tally.caught[key] = True
+            tally.raised[key] = f"the check raised {type(exc).__name__}: {exc}".splitlines()[0]
+            continue
+        tally.changed[key] = tally.changed.get(key, False) or injection.changed
+        if not injection.changed:
+            continue
+        tally.caught[key] = not report.passed
+        if report.passed:
+            size = max(math.prod(q.shape) for q in m.targets)
+            if size >= tally.reasons.get(key, (-1, ""))[0]:
+                tally.reasons[key] = (size, _why_missed(m, report, settings))
+
+
+def _why_missed(m: _Mutant, report: Report, settings: Settings) -> str:
+    """One line: why the check of ``m`` passed."""
+    rows = {e.name: e for e in report.entries}
+    contract_check = {
+        "accumulated": "grads overwritten, not accumulated",
+        "constant added": "backward linear in dout",
+    }.get(m.bug_class)
+    if contract_check is not None:
+        row = rows.get(contract_check)
+        if not settings.contract or contract_check in settings.skip or row is None:
+            return f"the contract check {contract_check!r} did not run"
+    name = m.targets[0].name
+    e = rows.get(name)
+    if e is None:
+        return "every row passed"
+    size = math.prod(e.shape or ())
+    within = f"within rtol={settings.rtol:g} (max rel err of {name} {e.max_rel_error:.1e})"
+    if m.bug_class == "scaled":
+        return f"a relative error of δ={m.delta:g} is {within}"
+    if "sampled elements" in e.message:
+        return (
+            f"auto mode sampled {settings.max_elements:,} of {size:,} elements of {name} and "
+            f"missed the wrong one(s); its {settings.projections} random directions agree "
+            f"{within}"
+        )
+    if e.message.startswith("projections"):
+        return f"fast mode's {settings.projections} random directions of {name} agree {within}"
+    return f"every row passed: the worst error is {within}"
+
+
+def _score(case: str, tally: _Tally, settings: dict[str, Any], seconds: float) -> MutationScore:
+    if tally.error is not None:
+        return MutationScore(
+            case,
+            (),
+            0.0,
+            None,
+            tally.layer,
+            tally.examples,
+            settings,
+            error=tally.error,
+            seconds=seconds,
+        )
+    results, equivalent = [], []
+    for key, m in tally.mutants.items():
+        if not tally.changed.get(key):
+            delta = f" δ={m.delta:g}" if m.delta is not None else ""
+            equivalent.append(f"{m.bug_class} {m.target}{delta}")
+            continue
+        caught = bool(tally.caught.get(key))
+        reason = tally.reasons.get(key, (0, ""))[1] if not caught else tally.raised.get(key, "")
+        results.append(MutantResult(m.bug_class, m.target, m.delta, caught, reason))
+    scaled = [r for r in results if r.bug_class == "scaled"]
+    resolution = None
+    for delta in DELTAS:
+        if not all(r.caught for r in scaled if r.delta is not None and r.delta >= delta):
+            break
+        if any(r.delta == delta for r in scaled):
+            resolution = delta
+    present = {r.bug_class for r in results} | {m.bug_class for m in tally.mutants.values()}
+    not_applicable = {
+        name: _NOT_APPLICABLE.get(name, "no gradient")
+        for name in BUG_CLASSES
+        if name not in present
+    }
+    if tally.accumulates and "accumulated" in not_applicable:
+        not_applicable["accumulated"] = "gradients accumulate by design (accumulates=True)"
+    score = sum(r.caught for r in results) / len(results) if results else 0.0
+    return MutationScore(
+        case,
+        tuple(results),
+        score,
+        resolution,
+        tally.layer,
+        tally.examples,
+        settings,
+        not_applicable,
+        tuple(equivalent),
+        None,
+        seconds,
+    )
+
+
+def _options(options: dict[str, Any]) -> dict[str, Any]:
+    """The check options, validated, with a fixed seed (a fresh seed per check would give
+    every mutant other douts and samples)."""
+    names = [f.name for f in dataclasses.fields(Settings)]
+    unknown = [k for k in options if k not in names]
+    if unknown:
+        raise TypeError(
+            f"{unknown[0]}={options[unknown[0]]!r} is not an option; the options are "
+            f"{', '.join(names)}"
+        )
+    settings = Settings(**options)
+    if settings.seed is None:
+        options = {**options, "seed": int(np.random.default_rng().integers(2**31))}
+    return options
+
+
+def _shown(options: dict[str, Any]) -> dict[str, Any]:
+    settings = Settings(**{k: v for k, v in options.items() if k != "seed"})
+    return {
+        k: v
+        for k, v in settings.to_dict().items()
+        if k in ("mode", "rtol", "atol", "eps", "max_elements", "projections", "contract", "skip")
+    }
+
+
+def mutation_score(subject: Any, *inputs: Any, **options: Any) -> MutationScore:
+    """Inject the catalogue of backward bugs (:data:`BUG_CLASSES`) into ``subject`` (a layer,
+    or what :func:`gradcheck.function`, :func:`gradcheck.pair`, :func:`gradcheck.loss`,
+    :func:`gradcheck.layer` made) one at a time, check each mutant at ``inputs`` with
+    ``options`` (those of :func:`gradcheck.check_layer`: mode, rtol, atol, eps, seed, ...)
+    and return what was caught. The subject's own code is never changed."""
+    __tracebackhide__ = True
+    options = _options(options)
+    started = time.perf_counter()
+    tally = _Tally()
+    _run_example(subject, inputs, options, tally)
+    return _score(tally.layer, tally, _shown(options), time.perf_counter() - started)
+
+
+def _examples(case: Case, examples: int, seed: int) -> list[Any]:
+    """The case at its smallest dims (seed 0), then the examples :func:`gradcheck.cli.run_case`
+    draws with the same ``examples`` and ``seed`` (the same hypothesis settings, no
+    shrinking)."""
+    from hypothesis import HealthCheck, Phase, Verbosity, given
+    from hypothesis import seed as hypothesis_seed
+    from hypothesis import settings as hypothesis_settings
+
+    from gradcheck.strategies import DrawnCase, layer_cases
+
+    drawn: list[Any] = []
+    smallest = case.smallest_dims()
+    if all(k in smallest for k in case.dims):
+        layer, inputs = case.build(0)
+        drawn.append(DrawnCase(layer, inputs, case=case, dims=smallest, seed=0))
+
+    @hypothesis_seed(seed)
+    @hypothesis_settings(
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        print_blob=False,
+        verbosity=Verbosity.quiet,
+        phases=(Phase.explicit, Phase.generate),
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(layer_cases(case))
+    def collect(example: Any) -> None:
+        if all(repr(example) != repr(d) for d in drawn):
+            drawn.append(example)
+
+    collect()
+    return drawn
+
+
+def mutate_case(
+    case: Case,
+    *,
+    examples: int = 10,
+    seed: int = 0,
+    on_example: Callable[[int], None] | None = None,
+    **options: Any,
+) -> MutationScore:
+    """The mutation score of a registered case: the catalogue injected at the case's smallest
+    dims and at the ``examples`` examples :func:`gradcheck.cli.run_case` draws from ``seed``,
+    each judged with the case's own settings (its options take precedence over ``options``,
+    as for a check). A mutant counts as caught when any example's check catches it.
+    ``on_example(n)`` after each example. A case that cannot be built or checked unmutated
+    gets a score of 0 with ``error`` saying why."""
+    options = {**options, **case.options}
+    started = time.perf_counter()
+    tally = _Tally()
+    try:
+        drawn = _examples(case, examples, seed)
+        for n, d in enumerate(drawn, 1):
+            opts = _options({**options, "seed": d.seed, "context": d.context})
+            _run_example(d.layer, d.inputs, opts, tally)
+            if on_example is not None:
+                on_example(n)
+            if tally.error is not None:
+                break
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a builder bug or bad use: reported, not a crash
+        tally.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return _score(case.id, tally, _shown(options), time.perf_counter() - started)
+
+
+def assert_mutation_score(
+    case: Case, *, min_score: float = 1.0, examples: int = 10, seed: int = 0, **options: Any
+) -> MutationScore:
+    """:func:`mutate_case`, raising :class:`MutationScoreTooLow` (an AssertionError, with the
+    table) when the score is below ``min_score`` or the case could not be scored. For the
+    pytest plugin and tests."""
+    __tracebackhide__ = True
+    score = mutate_case(case, examples=examples, seed=seed, **options)
+    if score.error is not None or score.score < min_score:
+        raise MutationScoreTooLow(score, min_score)
+    return score
+
+
+def parse_min_score(text: str) -> float:
+    """``--min-score``'s argparse ``type``: a number in [0, 1]."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; try 0.9") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be in [0, 1]; try 0.9")
+    return value
+
+
+def run_mutation(
+    cases: Sequence[Case],
+    *,
+    examples: int = 10,
+    seed: int = 0,
+    min_score: float = 1.0,
+    json_path: str | None = None,
+    out: TextIO | None = None,
+    **options: Any,
+) -> int:
+    """``gradcheck --mutate MODULE``: the mutation score of each case, printed as a table per
+    case and a summary line; ``json_path`` also gets one :meth:`MutationScore.to_dict` record
+    per case. Returns the exit status: 1 when a score is below ``min_score`` (or a case could
+    not be scored), else 0."""
+    out = sys.stdout if out is None else out
+    if not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"min_score={min_score:g} must be in [0, 1]; try min_score=1.0")
+    shown = " ".join(f"{k}={v}" for k, v in options.items() if v is not None)
+    print(
+        f"gradcheck --mutate: {len(cases)} case{'s' * (len(cases) != 1)}; "
+        f"{shown + ' ' if shown else ''}seed={seed} examples={examples} min_score={min_score:g}",
+        file=out,
+    )
+    started = time.perf_counter()
+    scores = []
+    for c in cases:
+        score = mutate_case(c, examples=examples, seed=seed, **options)
+        scores.append(score)
+        print(f"\n{score}", file=out, flush=True)
+    low = [s for s in scores if s.error is not None or s.score < min_score]
+    total = sum(len(s.results) for s in scores)
+    caught = sum(s.caught for s in scores)
+    summary = f"{caught}/{total} mutants caught over {len(scores)} case{'s' * (len(scores) != 1)}"
+    if low:
+        summary += f"; below min_score={min_score:g}: {', '.join(s.case for s in low)}"
+    print(f"\n{summary} in {time.perf_counter() - started:.1f}s", file=out)
+    if json_path:
+        Path(json_path).write_text(json.dumps([s.to_dict() for s in scores], indent=2) + "\n")
+    return 1 if low else 0
