@@ -16,18 +16,13 @@ from hypothesis import settings
 import layers.cases  # noqa: F401  (registers the bundled cases)
 from gradcheck import check_layer, mutation_score, registered_cases
 from gradcheck.cli import run_case
+from gradcheck.mutants import BUG_CLASSES, DELTAS, Injection, Mutant, Mutated, Quantity
+from gradcheck.mutants import broken as _broken
+from gradcheck.mutants import catalogue as _catalogue
 from gradcheck.mutation import (
-    BUG_CLASSES,
-    DELTAS,
     MutationScoreTooLow,
-    _broken,
-    _catalogue,
     _examples,
-    _Injection,
-    _Mutant,
-    _Mutated,
     _quantities,
-    _Quantity,
     assert_mutation_score,
     mutate_case,
     run_mutation,
@@ -103,7 +98,7 @@ def _failures_of(layer, inputs, bug_class, target):
         if m.bug_class == bug_class and m.target == target
     ]
     floats = [i for i, x in enumerate(arrays) if x.dtype.kind == "f"]
-    report = check_layer(_Mutated(subject, arrays, _Injection(m, len(arrays), floats)), *arrays)
+    report = check_layer(Mutated(subject, arrays, Injection(m, len(arrays), floats)), *arrays)
     return [e.name for e in report.failures]
 
 
@@ -135,7 +130,7 @@ def test_the_users_layer_is_unchanged_by_a_mutation_run():
 
 
 def _mutant(bug_class, shape, **kw):
-    return _Mutant(bug_class, (_Quantity("g", "param", 0, shape),), **kw)
+    return Mutant(bug_class, (Quantity("g", "param", 0, shape),), **kw)
 
 
 def test_element_zeroed_zeroes_the_largest_element_only():
@@ -216,16 +211,14 @@ def test_remembered_differences_give_the_reports_fresh_ones_give(which, options)
         layer, inputs = _square_affine() if which == "affine" else _stateful_lstm()
     subject, arrays = subject_of(layer, inputs)
     cache: dict = {}
-    baseline = check_layer(
-        _Mutated(subject, arrays, None), *arrays, _numeric_cache=cache, **options
-    )
+    baseline = check_layer(Mutated(subject, arrays, None), *arrays, _numeric_cache=cache, **options)
     floats = [i for i, x in enumerate(arrays) if x.dtype.kind == "f"]
     mutants = _catalogue(_quantities(subject, arrays, baseline), subject.layer.params, False)
     assert len(mutants) > 20
     for m in mutants:
 
         def run(m=m, **cached):
-            injected = _Mutated(subject, arrays, _Injection(m, len(arrays), floats))
+            injected = Mutated(subject, arrays, Injection(m, len(arrays), floats))
             return check_layer(injected, *arrays, **cached, **options)
 
         remembered, fresh = run(_numeric_cache=cache), run()
@@ -238,8 +231,8 @@ def test_a_mutant_check_with_remembered_differences_makes_few_forwards():
     layer, inputs = CASES["affine"].build(0, N=4, D=5, H=5)
     subject, arrays = subject_of(layer, inputs)
     cache: dict = {}
-    baseline = check_layer(_Mutated(subject, arrays, None), *arrays, _numeric_cache=cache)
-    again = check_layer(_Mutated(subject, arrays, None), *arrays, _numeric_cache=cache)
+    baseline = check_layer(Mutated(subject, arrays, None), *arrays, _numeric_cache=cache)
+    again = check_layer(Mutated(subject, arrays, None), *arrays, _numeric_cache=cache)
     assert baseline.forward_calls > 2 * 50  # every element of x (4, 5), W (5, 5), b (5)
     assert again.forward_calls < 20  # the probe, the analytic pass and the contract only
 
