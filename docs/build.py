@@ -47,8 +47,9 @@ in order, in that one directory; ``PYTHONDONTWRITEBYTECODE=1`` and one BLAS thre
 texts) are set for every step.
 
 Comparing: before an output is compared with what the page shows, both are normalised by
-:data:`NORMALISE` (trailing spaces and blank lines dropped, durations such as ``in 0.3s``
-replaced by ``in <time>``, the run directory's path by ``.``). ``--write`` keeps a block that
+:data:`NORMALISE` (trailing spaces and blank lines dropped, durations such as ``in 0.3s`` or
+``1.6 s`` and rates such as ``1,218 ex/s`` replaced by placeholders, the run directory's path
+by ``.``). ``--write`` keeps a block that
 matches after normalisation as it is, so rewriting a page does not churn its timings, and
 writes what the code printed otherwise.
 """
@@ -73,9 +74,14 @@ PACKAGES = ("gradcheck", "layers")
 TIMEOUT = 600  # seconds for one step; slow steps get ten times this
 
 #: (pattern, replacement) applied to a shown and a printed output before they are compared.
-#: Durations vary from run to run: ``in 0.3s`` (the CLI's and pytest's last line) becomes
-#: ``in <time>``.
-NORMALISE = ((re.compile(r"\bin \d+(?:\.\d+)?s\b"), "in <time>"),)
+#: Durations and rates vary from run to run: ``in 0.3s`` (the CLI's and pytest's last line)
+#: becomes ``in <time>``, ``1.6 s`` (the trainer's seconds) ``<time> s``, ``1,218 ex/s``
+#: ``<rate> ex/s``.
+NORMALISE = (
+    (re.compile(r"\bin \d+(?:\.\d+)?s\b"), "in <time>"),
+    (re.compile(r"\b\d+(?:\.\d+)? s\b"), "<time> s"),
+    (re.compile(r"\b[\d,]+ ex/s\b"), "<rate> ex/s"),
+)
 
 _MARKER = re.compile(r"^<!--\s*(.*?)\s*-->\s*$")
 _STEP = re.compile(r"^(slow )?(run|shell)(?: exit=(\d+))?(?::\s*(.+))?$")
@@ -251,12 +257,19 @@ def _run(kind: str, code: str, cwd: Path, env: dict[str, str], slow: bool) -> tu
 
 
 def normalise(text: str, tmp: Path | None = None) -> str:
-    """``text`` as compared: see :data:`NORMALISE`."""
+    """``text`` as compared: :func:`_clean`, then the placeholders of :data:`NORMALISE`."""
+    text = _clean(text, tmp)
+    for pattern, replacement in NORMALISE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _clean(text: str, tmp: Path | None = None) -> str:
+    """``text`` as written into a page: the run directory's path as ``.``, no trailing spaces
+    or blank lines."""
     if tmp is not None:
         for path in {str(tmp), str(tmp.resolve())}:
             text = text.replace(path + "/", "").replace(path, ".")
-    for pattern, replacement in NORMALISE:
-        text = pattern.sub(replacement, text)
     return "\n".join(line.rstrip() for line in text.strip("\n").split("\n"))
 
 
@@ -311,7 +324,7 @@ def build(path: Path, *, write: bool, slow: bool) -> list[str]:
                 shown = step.output.text
                 if normalise(shown, tmp) != normalise(out, tmp):
                     block = step.output
-                    replace[(block.start + 1, block.end - 1)] = normalise(out, tmp)
+                    replace[(block.start + 1, block.end - 1)] = _clean(out, tmp)
                     problems.append(_diff(where, shown, out, tmp, block.start + 2))
         for region in page.regions:
             where = f"{path.name}:{region.start + 1}"
@@ -327,7 +340,7 @@ def build(path: Path, *, write: bool, slow: bool) -> list[str]:
                 problems.append(f"{where}: {region.command} exited with {status}:\n{_indent(out)}")
                 continue
             if normalise(shown, tmp) != normalise(out, tmp):
-                replace[(region.start + 1, region.end - 1)] = "\n" + normalise(out, tmp) + "\n"
+                replace[(region.start + 1, region.end - 1)] = "\n" + _clean(out, tmp) + "\n"
                 problems.append(_diff(where, shown, out, tmp, region.start + 2))
     if write and replace:
         lines = list(page.lines)

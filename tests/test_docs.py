@@ -4,11 +4,15 @@ of the project alone. The markers are described in ``docs/build.py``.
 """
 
 import importlib.util
+import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
 import pytest
+
+from layers import train
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("docs_build", ROOT / "docs" / "build.py")
@@ -132,7 +136,8 @@ def test_a_stale_output_is_reported_with_its_page_and_line(tmp_path):
 def test_durations_are_compared_as_a_placeholder():
     assert build.normalise("1 case: 1 passed in 0.3s") == build.normalise("1 case: 1 passed in 12s")
     assert build.normalise("in 0.3s") == "in <time>"
-    assert build.normalise("loss 0.3s") == "loss 0.3s"  # only a duration after "in "
+    assert build.normalise("loss 0.3s") == "loss 0.3s"  # "s" alone: only after "in "
+    assert build.normalise("train 1.6 s, 1,218 ex/s") == "train <time> s, <rate> ex/s"
 
 
 def test_a_failing_snippet_and_a_missing_script_are_problems(tmp_path):
@@ -145,3 +150,20 @@ def test_a_failing_snippet_and_a_missing_script_are_problems(tmp_path):
     problems = build.build(page, write=False, slow=False)
     assert "run exited with 3, not 0" in problems[0]
     assert "nothing_here.py, which does not exist" in problems[1]
+
+
+def test_each_saved_run_names_the_command_that_repeats_it():
+    """docs/training.md's tables print each run's command from its saved settings; parsed by
+    the trainer, that command gives back exactly those settings."""
+    spec = importlib.util.spec_from_file_location(
+        "docs_results", ROOT / "docs" / "training_results.py"
+    )
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    saved = sorted((ROOT / "docs" / "results").glob("*.json"))
+    assert saved
+    for path in saved:
+        settings = json.loads(path.read_text(encoding="utf-8"))["settings"]
+        argv = shlex.split(results.command(settings))[3:]  # after "python -m layers.train"
+        parsed = vars(train._parser().parse_args(argv))
+        assert {k: parsed[k] for k in results.OPTIONS} == {k: settings[k] for k in results.OPTIONS}
