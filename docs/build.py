@@ -41,10 +41,11 @@ Where things run: each page gets a fresh temporary directory laid out like a clo
 repository (a symbolic link to each top-level entry, ``.venv`` to the environment running this
 script) with ``PYTHONPATH`` holding only ``gradcheck`` and ``layers``, so a snippet imports the
 packages as an installed user does and a command such as ``.venv/bin/gradcheck
-examples/custom_layer.py`` runs as written from the root of a clone. The steps of one page run
-in order, in that one directory; ``PYTHONDONTWRITEBYTECODE=1`` and one BLAS thread
-(``OPENBLAS_NUM_THREADS=1``, ``OMP_NUM_THREADS=1``) and ``COLUMNS=100`` (for ``--help``
-texts) are set for every step.
+examples/custom_layer.py`` runs as written from the root of a clone. The steps and tables of a
+page run at the same time, each in a process of its own, in that one directory: a step must not
+depend on what another leaves behind (a file it needs comes from a ``file:`` block). Every
+step runs with ``PYTHONDONTWRITEBYTECODE=1``, one BLAS thread (``OPENBLAS_NUM_THREADS=1``,
+``OMP_NUM_THREADS=1``) and ``COLUMNS=100`` (for ``--help`` texts).
 
 Comparing: before an output is compared with what the page shows, both are normalised by
 :data:`NORMALISE` (trailing spaces and blank lines dropped, durations such as ``in 0.3s`` or
@@ -238,7 +239,7 @@ def _environment(tmp: Path) -> dict[str, str]:
     return env
 
 
-def _run(kind: str, code: str, cwd: Path, env: dict[str, str], slow: bool) -> tuple[int, str]:
+def _run(kind: str, code: str, slow: bool, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     """Run a snippet (``python -``) or a command (``bash -e``); its exit status and output."""
     argv = [sys.executable, "-"] if kind == "run" else ["bash", "-e", "-"]
     try:
@@ -305,13 +306,29 @@ def build(path: Path, *, write: bool, slow: bool) -> list[str]:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
+        steps = []
         for step in page.steps:
-            where = f"{path.name}:{step.line}"
             if step.slow and not slow:
                 if step.kind == "shell" and (problem := _script_exists(step.code, required=False)):
-                    problems.append(f"{where}: slow {step.kind}: {problem}")
-                continue
-            status, out = _run(step.kind, step.code, tmp, env, step.slow)
+                    problems.append(f"{path.name}:{step.line}: slow {step.kind}: {problem}")
+            else:
+                steps.append(step)
+        regions = []
+        for region in page.regions:
+            if region.slow and not (slow and write):
+                where = f"{path.name}:{region.start + 1}"
+                if problem := _script_exists(region.command, required=True):
+                    problems.append(f"{where}: generated: {problem}")
+                if not "\n".join(page.lines[region.start + 1 : region.end]).strip():
+                    problems.append(f"{where}: generated region is empty; run --write --slow")
+            else:
+                regions.append(region)
+        runs = [(s.kind, s.code, s.slow) for s in steps]
+        runs += [("shell", r.command, r.slow) for r in regions]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            done = list(pool.map(lambda run: _run(*run, tmp, env), runs))
+        for step, (status, out) in zip(steps, done, strict=False):
+            where = f"{path.name}:{step.line}"
             if status != step.exit:
                 problems.append(
                     f"{where}: {step.kind} exited with {status}, not {step.exit}:\n"
@@ -326,16 +343,9 @@ def build(path: Path, *, write: bool, slow: bool) -> list[str]:
                     block = step.output
                     replace[(block.start + 1, block.end - 1)] = _clean(out, tmp)
                     problems.append(_diff(where, shown, out, tmp, block.start + 2))
-        for region in page.regions:
+        for region, (status, out) in zip(regions, done[len(steps) :], strict=True):
             where = f"{path.name}:{region.start + 1}"
             shown = "\n".join(page.lines[region.start + 1 : region.end])
-            if region.slow and not (slow and write):
-                if problem := _script_exists(region.command, required=True):
-                    problems.append(f"{where}: generated: {problem}")
-                if not shown.strip():
-                    problems.append(f"{where}: generated region is empty; run --write --slow")
-                continue
-            status, out = _run("shell", region.command, tmp, env, region.slow)
             if status != 0:
                 problems.append(f"{where}: {region.command} exited with {status}:\n{_indent(out)}")
                 continue

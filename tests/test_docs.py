@@ -147,9 +147,9 @@ def test_a_failing_snippet_and_a_missing_script_are_problems(tmp_path):
         "<!-- generated slow: .venv/bin/python benchmarks/nothing_here.py -->\n| a |\n"
         "<!-- end generated -->\n"
     )
-    problems = build.build(page, write=False, slow=False)
-    assert "run exited with 3, not 0" in problems[0]
-    assert "nothing_here.py, which does not exist" in problems[1]
+    problems = "\n".join(build.build(page, write=False, slow=False))
+    assert "page.md:1: run exited with 3, not 0" in problems
+    assert "page.md:6: generated: names benchmarks/nothing_here.py, which does not" in problems
 
 
 def test_each_saved_run_names_the_command_that_repeats_it():
