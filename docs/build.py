@@ -19,8 +19,9 @@ The markers:
     before a ```` ```bash ```` block: the block is run by ``bash -e``; it must exit 0 (or the
     status given).
 ``<!-- shell: CMD -->``, ``<!-- shell exit=1: CMD -->``
-    runs ``CMD``, shown nowhere else (a page may show its output only, or show the command in a
-    ```` ```console ```` block of its own).
+    runs ``CMD``. A fenced block right after the marker shows the command (```` ```console ````
+    with ``$ gradcheck x.py`` for ``CMD`` ``.venv/bin/gradcheck x.py``: ``CMD`` must end with
+    what it shows, ``$ `` left out); without one the page shows the output only.
 ``<!-- slow -->`` in place of ``run`` or ``shell`` (``<!-- slow shell -->``, ``<!-- slow run
 -->``, ``<!-- slow shell: CMD -->``)
     the same, run only with ``--slow`` (a training run of minutes); ``--check`` checks that
@@ -139,6 +140,7 @@ def parse(path: Path) -> Page:
     lines = path.read_text(encoding="utf-8").split("\n")
     page = Page(path, lines)
     pending: tuple[str, int] | None = None  # a marker waiting for its block
+    shows: Step | None = None  # a shell: CMD marker, which a block right after it may show
     region: tuple[str, int, bool] | None = None
     i = 0
     while i < len(lines):
@@ -150,10 +152,16 @@ def parse(path: Path) -> Page:
                 _attach(page, pending, block)
                 page.marked.add(block.start)
                 pending = None
+            elif shows is not None:
+                _check_shown(page, shows, block)
+                page.marked.add(block.start)
+            shows = None
             i = block.end + 1
             continue
         marker = _MARKER.match(lines[i].strip())
         where = f"{path.name}:{i + 1}"
+        if lines[i].strip():
+            shows = None
         if marker:
             text = marker.group(1)
             if pending is not None:
@@ -174,6 +182,7 @@ def parse(path: Path) -> Page:
             elif step and step.group(4):  # a command in the marker itself
                 slow, kind, status, command = step.groups()
                 page.steps.append(Step(kind, command, i + 1, int(status or 0), bool(slow)))
+                shows = page.steps[-1]
             elif step or text in ("output",) or text.startswith("file:"):
                 pending = (text, i)
         elif lines[i].strip() and pending is not None:
@@ -193,6 +202,17 @@ def _block(lines: list[str], i: int, fence: re.Match) -> Block:
         if close.startswith(mark[0] * len(mark)) and not close.strip(mark[0]):
             return Block(i, j, fence.group(2).strip(), "\n".join(lines[i + 1 : j]))
     return Block(i, len(lines) - 1, fence.group(2).strip(), "\n".join(lines[i + 1 :]))
+
+
+def _check_shown(page: Page, step: Step, block: Block) -> None:
+    """A block right after ``<!-- shell: CMD -->`` shows the command: ``$ gradcheck x.py`` for
+    ``.venv/bin/gradcheck x.py`` (the shown text, without ``$ ``, ends ``CMD``)."""
+    shown = " ".join(line.strip().removeprefix("$ ") for line in block.text.split("\n"))
+    if not shown.strip() or not step.code.strip().endswith(shown.strip()):
+        page.errors.append(
+            f"{page.path.name}:{block.start + 1}: the block shows {shown.strip()!r}, but the "
+            f"marker above it runs {step.code!r}"
+        )
 
 
 def _attach(page: Page, pending: tuple[str, int], block: Block) -> None:

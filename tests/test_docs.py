@@ -167,3 +167,14 @@ def test_each_saved_run_names_the_command_that_repeats_it():
         argv = shlex.split(results.command(settings))[3:]  # after "python -m layers.train"
         parsed = vars(train._parser().parse_args(argv))
         assert {k: parsed[k] for k in results.OPTIONS} == {k: settings[k] for k in results.OPTIONS}
+
+
+def test_a_command_shown_is_the_command_run(tmp_path):
+    page = tmp_path / "page.md"
+    shown = "<!-- shell: .venv/bin/python -c 'print(2)' -->\n"
+    shown += "```console\n$ python -c 'print({})'\n```\n"
+    page.write_text(shown.format(2) + "\n<!-- output -->\n```\n2\n```\n")
+    assert not build.build(page, write=False, slow=False)
+    page.write_text(shown.format(3))
+    (problem,) = build.build(page, write=False, slow=False)
+    assert problem.startswith("page.md:2: the block shows \"python -c 'print(3)'\""), problem
