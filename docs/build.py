@@ -73,6 +73,9 @@ __all__ = ["NORMALISE", "build", "main", "normalise", "pages", "parse"]
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gradcheck", "layers")
+#: Top-level entries of the repository not linked into the run directory: what a fresh clone
+#: does not have (``runs/`` holds training output), and ``.venv``, linked on its own.
+_LEFT_OUT = (".git", ".venv", "runs", ".hypothesis", ".benchmarks", "__pycache__")
 TIMEOUT = 600  # seconds for one step; slow steps get ten times this
 
 #: (pattern, replacement) applied to a shown and a printed output before they are compared.
@@ -237,7 +240,7 @@ def _attach(page: Page, pending: tuple[str, int], block: Block) -> None:
 def _environment(tmp: Path) -> dict[str, str]:
     """The run directory laid out like a clone, and the environment a step runs in."""
     for entry in ROOT.iterdir():
-        if entry.name not in (".git", ".venv") and not entry.name.endswith("_cache"):
+        if entry.name not in _LEFT_OUT and not entry.name.endswith(("_cache", ".egg-info")):
             (tmp / entry.name).symlink_to(entry)
     venv = Path(sys.prefix) if sys.prefix != sys.base_prefix else ROOT / ".venv"
     (tmp / ".venv").symlink_to(venv)
