@@ -1,7 +1,8 @@
 """Run what the docs show: snippets, commands and their output, and the tables scripts make.
 
 Every Python snippet, command, command output and table of numbers in the Markdown files is
-marked with an HTML comment on its own line (Markdown shows none of them). This script runs
+marked with an HTML comment on its own line (Markdown shows none of them); the pages are
+README.md, CHANGELOG.md and every ``docs/**/*.md``. This script runs
 what is marked and either checks that the page still shows what the code prints, or rewrites
 the page so that it does. Standard library only::
 
@@ -22,10 +23,9 @@ The markers:
     runs ``CMD``. A fenced block right after the marker shows the command (```` ```console ````
     with ``$ gradcheck x.py`` for ``CMD`` ``.venv/bin/gradcheck x.py``: ``CMD`` must end with
     what it shows, ``$ `` left out); without one the page shows the output only.
-``<!-- slow -->`` in place of ``run`` or ``shell`` (``<!-- slow shell -->``, ``<!-- slow run
--->``, ``<!-- slow shell: CMD -->``)
-    the same, run only with ``--slow`` (a training run of minutes); ``--check`` checks that
-    the scripts and modules of the repository it names exist.
+``<!-- slow run -->``, ``<!-- slow shell -->``, ``<!-- slow shell: CMD -->``
+    the same, run only with ``--slow`` (a training run of minutes, the test suite itself);
+    ``--check`` checks that the scripts and modules of the repository it names exist.
 ``<!-- output -->``
     before a fenced block: what the last ``run`` or ``shell`` above it printed (stdout, then
     stderr).
@@ -51,9 +51,9 @@ step runs with ``PYTHONDONTWRITEBYTECODE=1``, one BLAS thread (``OPENBLAS_NUM_TH
 Comparing: before an output is compared with what the page shows, both are normalised by
 :data:`NORMALISE` (trailing spaces and blank lines dropped, durations such as ``in 0.3s`` or
 ``1.6 s`` and rates such as ``1,218 ex/s`` replaced by placeholders, the run directory's path
-by ``.``). ``--write`` keeps a block that
-matches after normalisation as it is, so rewriting a page does not churn its timings, and
-writes what the code printed otherwise.
+by ``.``). ``--write`` keeps a block that matches after normalisation as it is, so rewriting a
+page does not churn its timings, and writes what the code printed otherwise (the run
+directory's path as ``.``, the timings as printed).
 """
 
 from __future__ import annotations
