@@ -178,3 +178,39 @@ def test_a_command_shown_is_the_command_run(tmp_path):
     page.write_text(shown.format(3))
     (problem,) = build.build(page, write=False, slow=False)
     assert problem.startswith("page.md:2: the block shows \"python -c 'print(3)'\""), problem
+
+
+#: Pages other pages already link to that are written separately; once one exists, its links
+#: are checked like any other and it must leave this list.
+_PAGES_TO_COME = {"docs/cli-and-pytest.md", "docs/architecture.md"}
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchor(heading):
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_relative_links_lead_to_a_page_and_heading(page):
+    broken = []
+    for target in _LINK.findall(page.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        name = str(linked.relative_to(ROOT)) if linked.is_relative_to(ROOT) else str(linked)
+        if not linked.exists():
+            if name not in _PAGES_TO_COME:
+                broken.append(f"{target}: no such file")
+            continue
+        if anchor and linked.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(encoding="utf-8"), re.M)
+            if anchor not in {_anchor(h) for h in headings}:
+                broken.append(f"{target}: no heading #{anchor} in {name}")
+    assert not broken, f"{page.name}: " + "; ".join(broken)
+
+
+def test_pages_to_come_are_not_here_yet():
+    here = sorted(p for p in _PAGES_TO_COME if (ROOT / p).exists())
+    assert not here, f"{here} exist now: take them out of _PAGES_TO_COME"
