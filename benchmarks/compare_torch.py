@@ -378,16 +378,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip torch's slow mode, the longest part (default: run it)",
     )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print only the versions and the tables, for the docs; progress goes to stderr",
+    )
     args = parser.parse_args(argv)
+    progress = sys.stderr if args.markdown else sys.stdout
     if args.repeat < 1:
         parser.error(f"--repeat={args.repeat} must be >= 1")
     if torch is not None:
         torch.set_num_threads(1)
-    print(
+    versions = (
         f"numpy {np.__version__}, torch {torch.__version__ if torch else 'not installed'}, "
-        f"python {sys.version.split()[0]}; median of {args.repeat}; {args.clock} time",
-        flush=True,
+        f"python {sys.version.split()[0]}; median of {args.repeat}; {args.clock} time"
     )
+    print(versions, file=progress, flush=True)
     results = []
     for name in args.models:
         model = build(name, np.random.default_rng(0), **bench_check.SIZES[args.sizes][name])
@@ -402,10 +408,14 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{name}: torch twin max |diff| = {result['torch_max_diff']:.1e}; ours checked "
                 f"{result['ours_checked']:,} of {result['elements']:,} elements",
+                file=progress,
                 flush=True,
             )
         results.append(result)
-    print()
+    if args.markdown:
+        print(f"{versions}; sizes {args.sizes}.\n")
+    else:
+        print()
     print(table(results, args.clock))
     return 0
 
