@@ -74,10 +74,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Records(config), "gradcheck-records")
     targets = config.getoption("gradcheck_modules")
     config.stash[_GIVEN] = bool(targets) or any(v is not None for v in given.values())
-    modules = []
     try:
         validate_options(check_options(settings))
-        for target in targets:
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    modules = []
+    for target in targets:
+        try:
             name = import_target(target)
             if not registered_cases(name):
                 raise UsageError(
@@ -86,10 +89,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 )
             for case in registered_cases(name):
                 validate_options(check_options(settings), case)
-            modules.append(name)
-    except UsageError as exc:
-        where = f"--gradcheck {target}: " if targets and len(modules) < len(targets) else ""
-        raise pytest.UsageError(f"{where}{exc}") from None
+        except UsageError as exc:
+            raise pytest.UsageError(f"--gradcheck {target}: {exc}") from None
+        modules.append(name)
     config.stash[_MODULES] = modules
 
 

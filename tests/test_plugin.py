@@ -162,6 +162,19 @@ def test_bad_option_value_is_a_usage_error(pt):
     result.stderr.fnmatch_lines(["*--gradcheck-examples*must be >= 1*"])
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--gradcheck-eps=0.5"], "*eps=0.5 is too large for a derivative; try eps=1e-6*"),
+        (["--gradcheck-rtol=0", "--gradcheck-atol=0"], "*rtol=0 and atol=0 accept no rounding*"),
+    ],
+)
+def test_option_values_the_checker_refuses_are_usage_errors(pt, options, message):
+    result = pt.runpytest(*options)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
 def test_header_prints_settings_and_seed(pt):
     pt.makepyfile(test_nothing="def test_nothing(): pass")
     result = pt.runpytest("--gradcheck-seed=3", "--gradcheck-examples=4")
