@@ -200,7 +200,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "mode",
         str,
-        "auto",
+        Settings.mode,
         "which elements to difference: full (every one), fast (a few random projections), "
         "auto (full for small tensors, sampled elements plus projections beyond a size budget)",
         choices=MODES,
@@ -208,7 +208,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "seed",
         _setting("seed", int),
-        0,
+        Settings.seed,
         "seed for the drawn dimensions, values and dout; the same seed repeats the run",
         metavar="INT",
     ),
