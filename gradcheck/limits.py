@@ -194,7 +194,8 @@ def run_isolated(
     deadline = None if timeout is None else started + timeout + _GRACE
     process.start()
     sender.close()
-    result = CaseResult(case, seed=options.get("seed", 0))
+    in_force = {k: v for k, v in options.items() if k not in ("examples", "seed")}
+    result = CaseResult(case, seed=options.get("seed", 0), options={**in_force, **case.options})
     try:
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.perf_counter())

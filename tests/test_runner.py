@@ -4,15 +4,19 @@ Each test writes a tiny module of cases into its own directory; the layers hang,
 segfault on purpose. Isolated runs fork, so they stay quick.
 """
 
+import json
 import sys
 import textwrap
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from gradcheck import cases as case_registry
 from gradcheck import check as check_module
 from gradcheck.cli import main
 from gradcheck.limits import CAN_INTERRUPT
+from gradcheck.results import schema
 from gradcheck.runner import collect_cases, run_case
 
 posix_only = pytest.mark.skipif(not CAN_INTERRUPT, reason="time limits need SIGALRM (POSIX)")
@@ -140,7 +144,7 @@ def test_sys_exit_in_a_layer_is_that_cases_error(risky, capsys):
 @pytest.mark.skipif(sys.platform == "win32", reason="segfaults are tested on POSIX")
 def test_isolate_turns_exits_and_crashes_into_errors_and_goes_on(risky, capsys):
     argv = ["risky", "--isolate", "-k", "exits", "-k", "segfaults", "-k", "last_fine"]
-    assert main([*argv, "--examples", "2"]) == 1
+    assert main([*argv, "--examples", "2", "--rtol", "1e-4", "--json", "out.json"]) == 1
     out = capsys.readouterr().out
     assert _rows(out) == {
         "risky::os_exits": "ERROR",
@@ -150,6 +154,12 @@ def test_isolate_turns_exits_and_crashes_into_errors_and_goes_on(risky, capsys):
     }
     assert "risky::os_exits: its process exited with status 3" in out
     assert "risky::segfaults: its process was killed by SIGSEGV" in out
+    document = json.loads(Path("out.json").read_text())
+    jsonschema.validate(document, schema())
+    records = {r["name"]: r for r in document["cases"]}
+    assert records["segfaults"]["status"] == "error"
+    assert "SIGSEGV" in records["segfaults"]["error"]
+    assert all(r["options"]["rtol"] == 1e-4 for r in records.values())
 
 
 @posix_only
