@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
@@ -136,7 +137,8 @@ def case(
     ``dims`` (``@gradcheck.case(dims={"N": (1, 4), "T": 3})``: the checker draws each dimension
     within its bounds). Other keywords are :func:`gradcheck.check_layer` options this case needs,
     e.g. ``rtol=1e-4``. Returns ``func`` unchanged, so the builder stays callable.
-    Registering the same module and name again replaces the earlier case (re-imports are safe).
+    Two builders of one module under one name are an error naming both; the same builder
+    registered again (a re-import) replaces the earlier case.
     """
 
     def register(f: CaseFunction) -> CaseFunction:
@@ -151,6 +153,16 @@ def case(
             dims=spec,
             options=dict(options),
         )
+        earlier = _REGISTRY.get((entry.module, entry.name))
+        if (
+            earlier is not None
+            and _same_load(earlier.func, f)
+            and _where(earlier.func) != _where(f)
+        ):
+            raise ValueError(
+                f"two cases named {entry.name!r} in module {entry.module}: "
+                f"{_where(earlier.func)} and {_where(f)}; rename one or give it name=..."
+            )
         _REGISTRY[(entry.module, entry.name)] = entry
         return f
 
@@ -159,6 +171,26 @@ def case(
             raise TypeError("use @gradcheck.case or @gradcheck.case(dims=...), not both")
         return register(func)
     return register
+
+
+def _where(func: Callable[..., Any]) -> str:
+    """``scale (my_layers.py:12)``: a builder by its name and where it is defined."""
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return repr(func)
+    return f"{func.__qualname__} ({Path(code.co_filename).name}:{code.co_firstlineno})"
+
+
+def _same_load(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """Whether two builders come from one execution of their module: the same module spec
+    (a re-import or reload makes a new one), or for a module without one (a script, a
+    notebook cell), the same file."""
+    spec_a = getattr(a, "__globals__", {}).get("__spec__")
+    spec_b = getattr(b, "__globals__", {}).get("__spec__")
+    if spec_a is not None or spec_b is not None:
+        return spec_a is spec_b
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return code_a is not None and code_b is not None and code_a.co_filename == code_b.co_filename
 
 
 def registered_cases(module: str | None = None) -> list[Case]:

@@ -154,17 +154,27 @@ def _int_at_least(lowest: int, example: str) -> Callable[[str], int]:
 
 
 _positive_int = _int_at_least(1, "10")
-_seed = _int_at_least(0, "0")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; try 1e-5") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value} must be a finite number > 0; try 1e-5")
-    return value
+def _setting(name: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type`` for the setting ``name``: what :class:`Settings` accepts, refused
+    with its own message (the same ranges and hints as the API's)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            kind = "an int" if convert is int else "a number"
+            fix = _checker_default(name)
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}; try {name}={fix}") from None
+        try:
+            Settings(**{name: value})
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
 @dataclass(frozen=True)
@@ -199,15 +209,15 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "mode",
         str,
-        "auto",
+        Settings.mode,
         "which elements to difference: full (every one), fast (a few random projections), "
         "auto (full for small tensors, sampled elements plus projections beyond a size budget)",
         choices=MODES,
     ),
     Option(
         "seed",
-        _seed,
-        0,
+        _setting("seed", int),
+        Settings.seed,
         "seed for the drawn dimensions, values and dout; the same seed repeats the run",
         metavar="INT",
     ),
@@ -218,9 +228,21 @@ OPTIONS: tuple[Option, ...] = (
         "drawn examples per registered case; a failure shrinks to its smallest dimensions",
         metavar="N",
     ),
-    Option("rtol", _positive_float, None, "relative tolerance of each gradient", metavar="FLOAT"),
-    Option("atol", _positive_float, None, "absolute tolerance of each gradient", metavar="FLOAT"),
-    Option("eps", _positive_float, None, "finite-difference step", metavar="FLOAT"),
+    Option(
+        "rtol",
+        _setting("rtol", float),
+        None,
+        "relative tolerance of each gradient",
+        metavar="FLOAT",
+    ),
+    Option(
+        "atol",
+        _setting("atol", float),
+        None,
+        "absolute tolerance of each gradient",
+        metavar="FLOAT",
+    ),
+    Option("eps", _setting("eps", float), None, "finite-difference step", metavar="FLOAT"),
 )
 
 #: Options that go to :func:`gradcheck.check_layer` as keywords (``examples`` does not).

@@ -9,30 +9,39 @@
 - ``pytest --gradcheck MODULE``: each case MODULE registers with ``@gradcheck.case`` runs as a
   test at several drawn examples, like ``gradcheck MODULE`` (with no test paths given, only
   those cases run);
-- a report header with the settings and a terminal summary of what was checked.
+- a report header with the settings and a terminal summary of what was checked, only in runs
+  that use gradcheck (an option given, or a test using the fixture, the marker or a case):
+  installing the package changes nothing elsewhere.
 
 Per-check records travel in ``item.user_properties``, so the summary is right under
-pytest-xdist too.
+pytest-xdist too. A case that raises fails with the user's frames and the message (the whole
+traceback with ``--tb=long``); time limits come from pytest-timeout (``--timeout S``), crashes
+are contained by pytest-xdist (``-n auto`` restarts a worker that died).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gradcheck.cases import Case, registered_cases
+from gradcheck.limits import is_user_code
 from gradcheck.options import OPTIONS, check_options, describe
+from gradcheck.runner import CaseResult, UsageError, import_target, run_case, validate_options
 
 __all__ = ["CaseItem", "CaseModule", "LayerChecker"]
 
 _SETTINGS = pytest.StashKey[dict]()
 _RECORDS = pytest.StashKey[list]()
 _MODULES = pytest.StashKey[list]()
+_GIVEN = pytest.StashKey[bool]()  # a gradcheck option was given: the header shows at once
 _PROPERTY = "gradcheck"
 
 
@@ -48,9 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "@gradcheck.case as a test; with no test paths given, only those (default: none)",
     )
     for option in OPTIONS:
-        group.addoption(
-            f"--gradcheck-{option.name}", **option.argparse_kwargs(f"gradcheck_{option.name}")
-        )
+        kwargs = option.argparse_kwargs(f"gradcheck_{option.name}")
+        group.addoption(f"--gradcheck-{option.name}", **{**kwargs, "default": None})
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,29 +67,55 @@ def pytest_configure(config: pytest.Config) -> None:
         "gradcheck(**options): gradcheck.check_layer options (rtol=, atol=, eps=, mode=, "
         "seed=, ...) for the gradcheck fixture in this test, e.g. gradcheck(rtol=1e-4)",
     )
-    config.stash[_SETTINGS] = {o.name: config.getoption(f"gradcheck_{o.name}") for o in OPTIONS}
+    given = {o.name: config.getoption(f"gradcheck_{o.name}") for o in OPTIONS}
+    settings = {o.name: o.default if given[o.name] is None else given[o.name] for o in OPTIONS}
+    config.stash[_SETTINGS] = settings
     config.stash[_RECORDS] = []
     config.pluginmanager.register(_Records(config), "gradcheck-records")
+    targets = config.getoption("gradcheck_modules")
+    config.stash[_GIVEN] = bool(targets) or any(v is not None for v in given.values())
+    try:
+        validate_options(check_options(settings))
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
     modules = []
-    if config.getoption("gradcheck_modules"):
-        from gradcheck.cli import UsageError, import_target
-
-        for target in config.getoption("gradcheck_modules"):
-            try:
-                name = import_target(target)
-            except UsageError as exc:
-                raise pytest.UsageError(f"--gradcheck {target}: {exc}") from None
+    for target in targets:
+        try:
+            name = import_target(target)
             if not registered_cases(name):
-                raise pytest.UsageError(
-                    f"--gradcheck {target}: registers no cases; decorate a builder "
+                raise UsageError(
+                    "registers no cases; decorate a builder "
                     "`(rng, **dims) -> (layer, inputs)` with @gradcheck.case"
                 )
-            modules.append(name)
+            for case in registered_cases(name):
+                validate_options(check_options(settings), case)
+        except UsageError as exc:
+            raise pytest.UsageError(f"--gradcheck {target}: {exc}") from None
+        modules.append(name)
     config.stash[_MODULES] = modules
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def _header(config: pytest.Config) -> str:
     return f"gradcheck: {describe(config.stash[_SETTINGS])}"
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return _header(config) if config.stash[_GIVEN] else None
+
+
+def _uses_gradcheck(item: pytest.Item) -> bool:
+    return (
+        isinstance(item, CaseItem)
+        or "gradcheck" in getattr(item, "fixturenames", ())
+        or item.get_closest_marker("gradcheck") is not None
+    )
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    # the header's line, for a run that uses the fixture or marker without any option
+    if not config.stash[_GIVEN] and any(_uses_gradcheck(item) for item in items):
+        return _header(config)
+    return None
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -146,11 +180,11 @@ class LayerChecker:
     def check(self, layer: Any, *inputs: Any, **options: Any) -> Any:
         """Check ``layer`` at ``inputs``; return the report, passed or not."""
         __tracebackhide__ = True
-        from gradcheck.check import check_layer
+        from gradcheck.check import check
 
         options = {**self.options, **options}
         options.setdefault("context", self._node.nodeid)
-        report = check_layer(layer, *inputs, **options)
+        report = check(layer, *inputs, **options)
         self._node.user_properties.append((_PROPERTY, _record(report, self._node.nodeid)))
         return report
 
@@ -194,6 +228,7 @@ class CaseItem(pytest.Item):
     def __init__(self, *, case: Case, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+        self.result: CaseResult | None = None
         self.extra_keyword_matches.update({case.module, case.name, "gradcheck"})
 
     @classmethod
@@ -209,28 +244,36 @@ class CaseItem(pytest.Item):
 
     def runtest(self) -> None:
         from gradcheck.check import GradientMismatch
-        from gradcheck.cli import run_case
 
         settings = self.config.stash[_SETTINGS]
-        result = run_case(
+        self.result = result = run_case(
             self.case,
             examples=settings["examples"],
             seed=settings["seed"],
             **check_options(settings),
         )
-        self.example = result.example
         if result.report is not None:
             self.user_properties.append((_PROPERTY, _record(result.report, self.nodeid)))
+        if result.timeout is not None:
+            limit = _pytest_timeout_limit(result.exception)
+            text = result.timeout.replace("timed out", limit, 1)
+            pytest.fail(f"{self.case.id}: {text}", pytrace=False)
         if result.exception is not None:
             raise result.exception
+        if result.error is not None:
+            pytest.fail(f"{self.case.id}: {result.error}", pytrace=False)
         if not result.passed:
             raise GradientMismatch(result.report)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> Any:
         from gradcheck.check import GradientMismatch
 
-        if isinstance(excinfo.value, GradientMismatch):
-            return f"{self.case.id}: smallest failing example {self.example}\n{excinfo.value}"
+        exc = excinfo.value
+        if isinstance(exc, GradientMismatch):
+            return f"{self.case.id}: smallest failing example {self.result.example}\n{exc}"
+        full = self.config.getoption("tbstyle", "auto") in ("long", "native")
+        if self.result is not None and exc is self.result.exception and not full:
+            return _short_failure(self.case, self.result.example, exc)
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -239,6 +282,32 @@ class CaseItem(pytest.Item):
         except (OSError, TypeError):
             line = None
         return self.path, line, self.case.id
+
+
+def _pytest_timeout_limit(exc: BaseException | None) -> str:
+    """``timed out after 60 s``, from pytest-timeout's ``Timeout (>60.0s)`` message."""
+    cause = getattr(exc, "__cause__", None)
+    found = re.search(r">([0-9.e+-]+)s", str(cause)) if cause is not None else None
+    return f"timed out after {float(found.group(1)):g} s" if found else "timed out"
+
+
+def _short_failure(case: Case, example: str | None, exc: BaseException) -> str:
+    """The user's frames (the innermost three) and the message: what a raising builder or
+    layer needs, without pytest's, pluggy's, hypothesis' and gradcheck's frames around it."""
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        if is_user_code(tb.tb_frame):
+            code = tb.tb_frame.f_code
+            frames.append(traceback.FrameSummary(code.co_filename, tb.tb_lineno, code.co_name))
+        tb = tb.tb_next
+    at = f" at {example}" if example else ""
+    message = str(exc).strip()
+    message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    lines = [f"{case.id} raised {message}{at}\n"]
+    lines += traceback.format_list(frames[-3:])
+    lines.append("(the whole traceback: --tb=long)")
+    return "".join(lines)
 
 
 def _plural(n: int, word: str) -> str:
@@ -291,3 +360,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             f"worst relative error {worst['worst']:.1e}: {worst['layer']} {worst['worst_name']} "
             f"in {worst['where']}"
         )
+    terminalreporter.write_line(_header(config))

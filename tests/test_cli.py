@@ -5,17 +5,22 @@ process; one test runs ``python -m gradcheck`` for real.
 """
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from gradcheck import cases as case_registry
 from gradcheck import cli
 from gradcheck.cli import main
 from gradcheck.options import OPTIONS
+from gradcheck.results import schema
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -149,15 +154,52 @@ def test_module_without_cases_exits_2(write_module, capsys):
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["--examples", "0"], ["--mode", "slowest"], ["--seed", "x"], ["--rtol", "-1"], ["--nope"]],
-    ids=["examples=0", "mode", "seed", "rtol", "unknown-option"],
+    ("argv", "hint"),
+    [
+        (["--examples", "0"], "try 10"),
+        (["--mode", "slowest"], "invalid choice"),
+        (["--seed", "x"], "try seed=0"),
+        (["--rtol", "-1"], "try rtol=1e-5"),
+        (["--atol", "-1"], "try atol=1e-8"),
+        (["--eps", "0"], "try eps=1e-6"),
+        (["--eps", "0.5"], "eps=0.5 is too large for a derivative; try eps=1e-6"),
+        (["--eps", "nan"], "must be finite"),
+        (["--rtol", "0", "--atol", "0"], "rtol=0 and atol=0 accept no rounding"),
+        (["--timeout", "0"], "must be a number of seconds > 0"),
+        (["--nope"], "unrecognized"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )
-def test_bad_option_exits_2(write_module, capsys, argv):
+def test_bad_option_exits_2_before_any_work_with_a_hint_for_that_option(
+    write_module, capsys, argv, hint
+):
     write_module("cli_opts", GOOD)
     assert main(["cli_opts", *argv]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("gradcheck: error:") and len(err.strip().splitlines()) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("gradcheck: error:") and len(captured.err.splitlines()) == 1
+    assert hint in captured.err
+
+
+@pytest.mark.parametrize("option", ["--rtol", "--atol"])
+def test_zero_rtol_or_atol_alone_is_accepted_as_the_api_does(write_module, capsys, option):
+    write_module("cli_zero", GOOD)
+    assert main(["cli_zero", option, "0", "--examples", "2"]) == 0
+
+
+def test_case_option_the_checker_refuses_is_a_usage_error_naming_the_case(write_module, capsys):
+    write_module(
+        "cli_case_eps",
+        """
+        @gradcheck.case(eps=0.5)
+        def coarse(rng):
+            return Scale(rng.standard_normal(2)), (rng.standard_normal((2, 2)),)
+        """,
+    )
+    assert main(["cli_case_eps"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "cli_case_eps::coarse: eps=0.5 is too large for a derivative" in captured.err
 
 
 def test_no_arguments_exits_2(capsys):
@@ -173,20 +215,56 @@ def test_help_exits_0_and_every_option_shows_its_default(capsys):
         assert option.help_text().endswith(")") and "(default: " in option.help_text()
 
 
+def _validated(path):
+    """The JSON document at ``path``, after checking it against the published schema."""
+    document = json.loads(path.read_text())
+    jsonschema.validate(document, schema())
+    return document
+
+
 def test_json_has_one_record_per_case_with_quantities(write_module, tmp_path, capsys):
     write_module("cli_json", BUGGY)
     path = tmp_path / "out.json"
-    assert main(["cli_json", "--examples", "5", "--json", str(path)]) == 1
-    records = json.loads(path.read_text())
+    assert main(["cli_json", "--examples", "5", "--seed", "3", "--json", str(path)]) == 1
+    document = _validated(path)
+    assert (document["version"], document["interrupted"]) == (1, False)
+    assert document["summary"] == {
+        **document["summary"],
+        **{"cases": 2, "passed": 1, "failed": 1, "errors": 0, "timed_out": 0},
+    }
+    records = document["cases"]
     assert [r["case"] for r in records] == ["cli_json::scale", "cli_json::scale_first_row"]
     good, bad = records
-    assert (good["layer"], good["passed"], bad["passed"]) == ("Scale", True, False)
+    assert (good["layer"], good["status"], bad["status"]) == ("Scale", "passed", "failed")
+    assert good["seed"] == 3 and good["seconds"] > 0 and good["examples"] == 5
+    assert good["options"]["rtol"] == 1e-5 and good["options"]["mode"] == "auto"
     names = {q["name"]: q for q in bad["quantities"]}
     assert {"input[0]", "w"} <= set(names)
     assert names["w"]["status"] == "mismatch"
     assert names["w"]["max_rel_error"] > 1e-3
-    assert set(names["w"]) >= {"name", "kind", "status", "max_abs_error", "max_rel_error"}
+    assert names["w"]["shape"] == [1] and names["w"]["index"] == [0]
     assert good["max_rel_error"] < 1e-6
+
+
+def test_json_records_errors_and_case_options(write_module, tmp_path, capsys):
+    write_module(
+        "cli_json_err",
+        """
+        @gradcheck.case(dims={"N": (1, 2)}, rtol=1e-3)
+        def loose(rng, N):
+            return Scale(rng.standard_normal(2)), (rng.standard_normal((N, 2)),)
+
+
+        @gradcheck.case
+        def broken(rng):
+            raise RuntimeError("builder bug")
+        """,
+    )
+    path = tmp_path / "out.json"
+    assert main(["cli_json_err", "--examples", "2", "--json", str(path)]) == 1
+    loose, broken = _validated(path)["cases"]
+    assert loose["options"]["rtol"] == 1e-3
+    assert broken["status"] == "error" and broken["error"].startswith("RuntimeError: builder bug")
 
 
 def test_list_prints_cases_and_checks_nothing(write_module, capsys):
@@ -204,6 +282,13 @@ def test_k_selects_cases_by_id(write_module, capsys):
     assert main(["cli_k", "-k", "SCALE_FIRST"]) == 1
     assert main(["cli_k", "-k", "nothing_matches"]) == 2
     assert "matches no case" in capsys.readouterr().err
+
+
+def test_repeated_k_selects_cases_matching_any_pattern(write_module, capsys):
+    write_module("cli_kk", GOOD + BUGGY.replace("def scale(", "def other("))
+    assert main(["cli_kk", "-k", "fixed", "-k", "first_row", "--list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["cli_kk::scale_fixed", "cli_kk::scale_first_row"]
 
 
 def test_file_path_is_accepted_like_a_module(write_module, tmp_path, monkeypatch, capsys):
@@ -309,3 +394,81 @@ def test_json_into_a_missing_directory_exits_2_before_checking(write_module, tmp
     assert main(["cli_json_dir", "--json", str(tmp_path / "nowhere" / "out.json")]) == 2
     captured = capsys.readouterr()
     assert "no such directory" in captured.err and captured.out == ""
+
+
+def test_json_path_that_is_a_directory_exits_2_before_checking(write_module, tmp_path, capsys):
+    write_module("cli_json_isdir", GOOD)
+    assert main(["cli_json_isdir", "--json", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "is a directory" in captured.err and captured.out == ""
+
+
+HANGS = """
+import time
+
+
+@gradcheck.case
+def first(rng):
+    return Scale(rng.standard_normal(2)), (rng.standard_normal((2, 2)),)
+
+
+@gradcheck.case
+def hangs(rng):
+    while True:
+        time.sleep(0.01)
+
+
+@gradcheck.case
+def never_reached(rng):
+    return Scale(rng.standard_normal(2)), (rng.standard_normal((2, 2)),)
+"""
+
+
+def test_ctrl_c_prints_what_completed_writes_json_and_exits_130(tmp_path):
+    (tmp_path / "cli_sigint.py").write_text(_module("cli_sigint", HANGS))
+    # a default SIGINT handler even where the test runner's parent ignores SIGINT
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from gradcheck.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    argv = ["cli_sigint", "--examples", "2", "--json", "out.json"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        while not any(line.startswith("cli_sigint::first") for line in lines):
+            line = process.stdout.readline()
+            assert line, f"ended early: {''.join(lines)}{process.stderr.read()}"
+            lines.append(line)
+        time.sleep(0.2)  # well inside the hanging case
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "1 case: 1 passed" in out
+    assert "interrupted in cli_sigint::hangs; 2 cases not checked" in err
+    assert "Traceback" not in err
+    document = _validated(tmp_path / "out.json")
+    assert document["interrupted"] is True
+    assert [r["case"] for r in document["cases"]] == ["cli_sigint::first"]
+
+
+def test_command_line_leaves_no_hypothesis_folder_in_the_working_directory(tmp_path):
+    (tmp_path / "cli_litter.py").write_text(_module("cli_litter", GOOD))
+    cache = tmp_path / "cache"
+    done = subprocess.run(
+        [sys.executable, "-m", "gradcheck", "cli_litter", "--examples", "20"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "XDG_CACHE_HOME": str(cache), "HYPOTHESIS_STORAGE_DIRECTORY": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / ".hypothesis").exists()

@@ -4,13 +4,17 @@ Fixture and marker, outcome counts, the failure message, the header and summary,
 ``--gradcheck-*`` options and ``pytest --gradcheck MODULE`` collection.
 """
 
+import tomllib
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from gradcheck import cases as case_registry
 
 pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS = '''
 import numpy as np
@@ -158,6 +162,19 @@ def test_bad_option_value_is_a_usage_error(pt):
     result.stderr.fnmatch_lines(["*--gradcheck-examples*must be >= 1*"])
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--gradcheck-eps=0.5"], "*eps=0.5 is too large for a derivative; try eps=1e-6*"),
+        (["--gradcheck-rtol=0", "--gradcheck-atol=0"], "*rtol=0 and atol=0 accept no rounding*"),
+    ],
+)
+def test_option_values_the_checker_refuses_are_usage_errors(pt, options, message):
+    result = pt.runpytest(*options)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
 def test_header_prints_settings_and_seed(pt):
     pt.makepyfile(test_nothing="def test_nothing(): pass")
     result = pt.runpytest("--gradcheck-seed=3", "--gradcheck-examples=4")
@@ -224,3 +241,124 @@ def test_bundled_pytest_example_passes(pytester, monkeypatch):
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["2 checks of 1 layer (LayerNorm): *, 0 failed"])
+
+
+GATE = """
+import os
+import time
+
+import numpy as np
+import gradcheck
+from tiny_layers import Scale
+
+
+def build(N):
+    raise RuntimeError("builder bug")
+
+
+@gradcheck.case(dims={"N": (1, 2)})
+def fine(rng, N):
+    return Scale(rng.standard_normal(2)), (rng.standard_normal((N, 2)),)
+
+
+@gradcheck.case
+def wrong(rng):
+    return Scale(rng.standard_normal(2), factor=-1.0), (rng.standard_normal((2, 2)),)
+
+
+@gradcheck.case(dims={"N": (1, 2)})
+def broken(rng, N):
+    return build(N)
+
+
+class Stuck(Scale):
+    def forward(self, x):
+        while True:
+            time.sleep(0.01)
+
+
+@gradcheck.case
+def hangs(rng):
+    return Stuck(rng.standard_normal(2)), (rng.standard_normal((2, 2)),)
+
+
+class Exits(Scale):
+    def forward(self, x):
+        os._exit(3)
+
+
+@gradcheck.case
+def exits(rng):
+    return Exits(rng.standard_normal(2)), (rng.standard_normal((2, 2)),)
+"""
+
+
+@pytest.fixture
+def gate(pt):
+    pt.makepyfile(gate_layers=GATE)
+    return pt
+
+
+def test_raising_builder_fails_in_a_few_lines_naming_its_frame(gate):
+    result = gate.runpytest("--gradcheck", "gate_layers.py", "-k", "broken")
+    result.assert_outcomes(failed=1, deselected=4)
+    out = result.stdout.str()
+    failure = out[out.index("_ gate_layers::broken _") :]
+    failure = failure[: failure.index("\n=")]  # up to the next section
+    assert failure.splitlines()[1].startswith(
+        "gate_layers::broken raised RuntimeError: builder bug"
+    )
+    assert 'gate_layers.py", line 10, in build' in failure
+    assert "hypothesis" not in failure and "pluggy" not in failure and "gradcheck/" not in failure
+    assert len(failure.splitlines()) < 12
+    long = gate.runpytest("--gradcheck", "gate_layers.py", "-k", "broken", "--tb=long")
+    assert "hypothesis" in long.stdout.str()  # the whole traceback when asked for
+
+
+def test_pytest_timeout_stops_a_hanging_case_and_says_where(gate):
+    result = gate.runpytest("--gradcheck", "gate_layers.py", "-k", "hangs or fine", "--timeout=1")
+    result.assert_outcomes(passed=1, failed=1, deselected=3)
+    result.stdout.fnmatch_lines(
+        ["*gate_layers::hangs: timed out after 1 s in Stuck.forward (gate_layers.py:*)*"]
+    )
+
+
+def test_ci_gate_one_testcase_per_case_with_the_report_in_the_failure(gate):
+    xml = gate.path / "out.xml"
+    result = gate.runpytest(
+        "--gradcheck", "gate_layers.py", "-n", "2", "--timeout", "2", "--junitxml", str(xml)
+    )
+    result.assert_outcomes(passed=1, failed=4)  # the crashed worker was replaced; all ran
+    cases = {c.get("name"): c for c in ElementTree.parse(xml).getroot().iter("testcase")}
+    assert set(cases) == {"fine", "wrong", "broken", "hangs", "exits"}
+    assert list(cases["fine"].iter("failure")) == []
+
+    def message(name):
+        (node,) = [*cases[name].iter("failure"), *cases[name].iter("error")]
+        return node.get("message")
+
+    assert "Scale.backward disagrees with central differences" in message("wrong")
+    assert "w (2,)" in message("wrong")
+    assert "RuntimeError: builder bug" in message("broken")
+    assert "timed out after 2 s in Stuck.forward" in message("hangs")
+    assert "crashed" in message("exits")
+
+
+def test_runs_that_do_not_use_gradcheck_show_nothing_of_it(pt):
+    pt.makepyfile(test_plain="def test_plain(): pass")
+    result = pt.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "gradcheck: " not in out and "= gradcheck =" not in out
+
+
+def test_a_test_using_the_fixture_shows_the_settings_after_collection(pt):
+    pt.makepyfile(test_layers=TESTS)
+    result = pt.runpytest("-k", "test_right")
+    result.stdout.fnmatch_lines(["collected 4 items*", "gradcheck: mode=auto seed=0 *"])
+
+
+def test_the_package_does_not_bring_pytest_benchmark_into_every_environment():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("pytest-benchmark")]
+    assert any(d.startswith("pytest-benchmark") for d in project["optional-dependencies"]["test"])

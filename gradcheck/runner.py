@@ -1,0 +1,315 @@
+"""Running registered cases: what ``gradcheck MODULE`` and ``pytest --gradcheck MODULE`` share.
+
+:func:`collect_cases` imports modules (or ``.py`` files) and returns their cases;
+:func:`run_case` checks one case at several drawn examples (hypothesis draws its dimensions and
+shrinks a failure to the smallest that still fail) and returns a :class:`CaseResult`, never
+raising for what the case's code does: a wrong gradient is FAIL, an exception ERROR, a case
+past its time limit TIMEOUT. Only Ctrl-C (KeyboardInterrupt) goes through.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, Verbosity, given
+from hypothesis import seed as hypothesis_seed
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from gradcheck.cases import Case, registered_cases
+from gradcheck.limits import CaseTimeout, time_limit, where_in_traceback
+from gradcheck.options import Settings
+
+__all__ = [
+    "CaseResult",
+    "UsageError",
+    "collect_cases",
+    "import_target",
+    "one_line",
+    "run_case",
+    "validate_options",
+]
+
+
+class UsageError(Exception):
+    """Bad use, found before any work: an unknown module, a module without cases, a bad option."""
+
+
+@dataclass
+class CaseResult:
+    """What checking one case at several drawn examples found.
+
+    ``report`` is the report of the smallest failing example when the case failed, else of the
+    example with the worst error. ``quantities`` maps each checked quantity (gradients, then
+    contract checks) to its entry at its worst over the examples. ``error`` is the one-line
+    exception when the case could not be checked at all (a builder bug, a crash), ``timeout``
+    says when and where a case past its time limit was stopped; ``exception`` holds what was
+    raised in this process for either. ``options`` are the checker options the case ran under.
+    """
+
+    case: Case
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    examples: int = 0
+    report: Any = None
+    example: str | None = None
+    quantities: dict[str, Any] = field(default_factory=dict)
+    exception: BaseException | None = None
+    error: str | None = None
+    timeout: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``FAIL`` (a check failed), ``ERROR`` (could not check), ``TIMEOUT``."""
+        if self.timeout is not None:
+            return "TIMEOUT"
+        if self.error is not None:
+            return "ERROR"
+        return "ok" if self.report is not None and self.report.passed else "FAIL"
+
+    @property
+    def layer(self) -> str:
+        return self.report.layer if self.report is not None else "?"
+
+    @property
+    def gradients(self) -> list[str]:
+        return [n for n, e in self.quantities.items() if e.kind == "gradient"]
+
+    @property
+    def worst(self) -> float | None:
+        errors = [e.max_rel_error for e in self.quantities.values() if e.kind == "gradient"]
+        errors = [x for x in errors if x is not None and math.isfinite(x)]
+        return max(errors) if errors else None
+
+    def details(self) -> str:
+        """The text to show for a failure: the report, the exception or the time-out."""
+        at = f" at {self.example}" if self.example else ""
+        if self.timeout is not None:
+            return f"{self.case.id} {self.timeout}{at}"
+        if self.error is not None:
+            return f"{self.case.id}{at}: {self.error}"
+        return (
+            f"{self.case.id} ({self.layer}), smallest failing example {self.example}:\n"
+            f"{self.report}"
+        )
+
+
+def _worse(new: Any, old: Any) -> bool:
+    def key(e: Any) -> tuple[bool, float]:
+        return (not e.passed, e.max_rel_error if e.max_rel_error is not None else -1.0)
+
+    return old is None or key(new) > key(old)
+
+
+def _from_pytest_timeout(exc: BaseException) -> bool:
+    # pytest-timeout fails the test from its SIGALRM handler; hypothesis would take that for a
+    # failing example, shrink, and run the hanging code again with no alarm left
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") == "pytest_timeout":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _accepts_progress() -> bool:
+    from gradcheck import check
+
+    return "progress" in inspect.signature(check.check_layer).parameters
+
+
+def run_case(
+    case: Case,
+    *,
+    examples: int = 10,
+    seed: int = 0,
+    timeout: float | None = None,
+    on_example: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> CaseResult:
+    """Check ``case`` at ``examples`` drawn examples; a failure shrinks to its smallest dims.
+
+    ``seed`` makes the draws repeatable; ``options`` go to :func:`gradcheck.check.check` (the
+    case's own options, e.g. a looser ``rtol`` it registered, take precedence). ``timeout``:
+    seconds for the whole case (None: no limit). ``on_example(n)`` is called after each checked
+    example (n counts them, shrinking included); ``on_progress(done, total)`` inside a check,
+    with the forward evaluations done and planned, where the checker reports them.
+    """
+    from gradcheck.check import GradientMismatch, check
+    from gradcheck.strategies import layer_cases
+
+    options = {**options, **case.options}
+    result = CaseResult(case, seed=seed, options=dict(options))
+    if on_progress is not None and _accepts_progress():
+        options["progress"] = on_progress
+    worst_error, current, calls = -1.0, None, 0
+    started = time.perf_counter()
+
+    @hypothesis_seed(seed)
+    @hypothesis_settings(
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        print_blob=False,
+        report_multiple_bugs=False,
+        verbosity=Verbosity.quiet,
+        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(st.data())
+    def run(data: Any) -> None:
+        nonlocal worst_error, current, calls
+        current = None  # a builder that raises while drawing has no repr
+        try:
+            drawn = data.draw(layer_cases(case))
+            current = repr(drawn)
+            layer, inputs = drawn
+            report = check(layer, *inputs, seed=drawn.seed, context=drawn.context, **options)
+        except BaseException as exc:
+            if _from_pytest_timeout(exc):
+                raise CaseTimeout(None, where_in_traceback(exc.__traceback__)) from exc
+            raise
+        calls += 1
+        if on_example is not None:
+            on_example(calls)
+        if not report.passed:
+            raise GradientMismatch(report)
+        result.examples += 1
+        for entry in report.entries:
+            if _worse(entry, result.quantities.get(entry.name)):
+                result.quantities[entry.name] = entry
+        error = report.max_rel_error if math.isfinite(report.max_rel_error) else 0.0
+        if error > worst_error:
+            worst_error = error
+            result.report, result.example = report, current
+
+    try:
+        with time_limit(timeout):
+            run()
+    except GradientMismatch as exc:
+        # hypothesis re-raises what the smallest failing example raised, after shrinking
+        result.report, result.example = exc.report, current
+        result.quantities = {e.name: e for e in exc.report.entries}
+    except CaseTimeout as exc:
+        result.exception, result.timeout, result.example = exc, str(exc), current
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a builder bug, bad use, sys.exit: reported, not a crash
+        result.exception, result.error, result.example = exc, one_line(exc), current
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+_SETTING_NAMES = frozenset(f.name for f in fields(Settings))
+
+
+def validate_options(options: Mapping[str, Any], case: Case | None = None) -> None:
+    """Raise :class:`UsageError` when ``options`` (with ``case``'s own on top) are settings
+    the checker refuses: the same ranges and hints as the API's."""
+    merged = {**options, **(case.options if case is not None else {})}
+    try:
+        Settings(**{k: v for k, v in merged.items() if k in _SETTING_NAMES})
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{case.id}: {exc}" if case is not None else str(exc)) from None
+
+
+@contextmanager
+def _on_path(directory: str) -> Iterator[None]:
+    # Import user modules as `python -m` would: from the current (or the file's) directory.
+    added = directory not in sys.path
+    if added:
+        sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        if added and directory in sys.path:
+            sys.path.remove(directory)
+
+
+def import_target(target: str) -> str:
+    """Import a module name (``layers``) or a file (``examples/custom_layer.py``); return the
+    module name whose cases to check. Raises :class:`UsageError` with a one-line message."""
+    path = Path(target)
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        if not path.is_file():
+            raise UsageError(f"{target}: no such file; pass a module name or a path to a .py file")
+        if path.suffix != ".py":
+            raise UsageError(f"{target}: not a .py file")
+        name, directory = path.stem, str(path.resolve().parent)
+        existing = sys.modules.get(name)
+        if existing is not None:
+            existing_file = getattr(existing, "__file__", None)
+            if existing_file is None or Path(existing_file).resolve() != path.resolve():
+                raise UsageError(
+                    f"{target}: a module named {name!r} is already imported from "
+                    f"{existing_file}; rename the file"
+                )
+    else:
+        if not all(part.isidentifier() for part in target.split(".")):
+            raise UsageError(f"{target!r} is not a module name or a path to a .py file")
+        name, directory = target, os.getcwd()
+    with _on_path(directory):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+                raise UsageError(f"no module named {name!r} (looked in {directory})") from None
+            raise UsageError(f"importing {name!r} failed: {one_line(exc)}") from None
+        except Exception as exc:
+            raise UsageError(f"importing {name!r} failed: {one_line(exc)}") from None
+    return name
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception as one line: ``TypeError: ... (builder.py:12)``."""
+    tb, where = exc.__traceback__, ""
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" ({Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno})"
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} ({Path(exc.filename or '?').name}:{exc.lineno})"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}{where}"
+
+
+def collect_cases(
+    targets: Sequence[str], patterns: Sequence[str] | str | None = None
+) -> list[Case]:
+    """Import each target and return its cases: all of them, or those whose id contains any
+    of ``patterns`` (ignoring case)."""
+    cases: list[Case] = []
+    for target in targets:
+        name = import_target(target)
+        found = registered_cases(name)
+        if not found:
+            raise UsageError(
+                f"{target}: registers no cases; decorate a builder "
+                "`(rng, **dims) -> (layer, inputs)` with @gradcheck.case"
+            )
+        cases += [c for c in found if c not in cases]
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if patterns:
+        cases = [c for c in cases if any(p.lower() in c.id.lower() for p in patterns)]
+        if not cases:
+            shown = " ".join(f"-k {p!r}" for p in patterns)
+            raise UsageError(f"{shown} matches no case; see --list")
+    return cases
