@@ -10,7 +10,6 @@ past its time limit TIMEOUT. Only Ctrl-C (KeyboardInterrupt) goes through.
 from __future__ import annotations
 
 import importlib
-import inspect
 import math
 import os
 import sys
@@ -127,12 +126,6 @@ def _from_pytest_timeout(exc: BaseException) -> bool:
     return False
 
 
-def _accepts_progress() -> bool:
-    from gradcheck import check
-
-    return "progress" in inspect.signature(check.check_layer).parameters
-
-
 def run_case(
     case: Case,
     *,
@@ -156,7 +149,7 @@ def run_case(
 
     options = {**options, **case.options}
     result = CaseResult(case, seed=seed, options=dict(options))
-    if on_progress is not None and _accepts_progress():
+    if on_progress is not None:
         options["progress"] = on_progress
     worst_error, current, calls = -1.0, None, 0
     started = time.perf_counter()

@@ -4,6 +4,7 @@ Each test writes a tiny module of cases into its own directory; the layers hang,
 segfault on purpose. Isolated runs fork, so they stay quick.
 """
 
+import importlib
 import json
 import sys
 import textwrap
@@ -13,11 +14,13 @@ import jsonschema
 import pytest
 
 from gradcheck import cases as case_registry
-from gradcheck import check as check_module
 from gradcheck.cli import main
 from gradcheck.limits import CAN_INTERRUPT
 from gradcheck.results import schema
 from gradcheck.runner import collect_cases, run_case
+
+#: the module (``gradcheck.check`` as an attribute is the function of that name)
+check_module = importlib.import_module("gradcheck.check")
 
 posix_only = pytest.mark.skipif(not CAN_INTERRUPT, reason="time limits need SIGALRM (POSIX)")
 
