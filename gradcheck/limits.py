@@ -159,7 +159,14 @@ def _child(sender: Any, targets: Sequence[str], case_id: str, options: dict[str,
         case, on_example=lambda n: sender.send(("example", n)), on_progress=progress, **options
     )
     result.case, result.exception = None, None  # the parent has the case; exceptions may not pickle
-    sender.send(("result", result))
+    try:
+        sender.send(("result", result))
+    except Exception as exc:  # a report holding something that does not pickle
+        from gradcheck.runner import CaseResult, one_line
+
+        lost = CaseResult(None, seed=result.seed, options=result.options, seconds=result.seconds)
+        lost.error = f"its result could not be sent back: {one_line(exc)}"
+        sender.send(("result", lost))
 
 
 def _ended(code: int | None) -> str:

@@ -152,6 +152,7 @@ def run_case(
     if on_progress is not None:
         options["progress"] = on_progress
     worst_error, current, calls = -1.0, None, 0
+    drawn_cases = layer_cases(case)
     started = time.perf_counter()
 
     @hypothesis_seed(seed)
@@ -171,7 +172,7 @@ def run_case(
         nonlocal worst_error, current, calls
         current = None  # a builder that raises while drawing has no repr
         try:
-            drawn = data.draw(layer_cases(case))
+            drawn = data.draw(drawn_cases)
             current = repr(drawn)
             layer, inputs = drawn
             report = check(layer, *inputs, seed=drawn.seed, context=drawn.context, **options)
