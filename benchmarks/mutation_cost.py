@@ -22,8 +22,8 @@ from typing import Any
 
 import layers.cases  # noqa: F401  (registers the bundled cases)
 from gradcheck.cases import registered_cases
-from gradcheck.cli import run_case
 from gradcheck.mutation import mutate_case
+from gradcheck.runner import run_case
 
 
 def _best(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:

@@ -15,7 +15,6 @@ from hypothesis import settings
 
 import layers.cases  # noqa: F401  (registers the bundled cases)
 from gradcheck import check_layer, mutation_score, registered_cases
-from gradcheck.cli import run_case
 from gradcheck.mutants import BUG_CLASSES, DELTAS, Injection, Mutant, Mutated, Quantity
 from gradcheck.mutants import broken as _broken
 from gradcheck.mutants import catalogue as _catalogue
@@ -27,6 +26,7 @@ from gradcheck.mutation import (
     mutate_case,
     run_mutation,
 )
+from gradcheck.runner import run_case
 from gradcheck.subjects import subject_of
 from layers.attention import Attention
 from layers.basic import Affine
