@@ -170,6 +170,7 @@ def _check(
         native = contract.native_dtype_problems(subject.layer, arrays)
 
     def pipeline(frozen: list[np.ndarray] | None) -> Report:
+        __tracebackhide__ = True
         with sandbox(subject, arrays, frozen) as box:
             box.forward_calls = box.backward_calls = int(native_ran)
             if progress is not None:

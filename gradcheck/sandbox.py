@@ -259,6 +259,7 @@ class Sandbox:
 
     def call_forward(self) -> Any:
         """forward on the copy as it is (not restored); counts the call."""
+        __tracebackhide__ = True
         self.forward_calls += 1
         if self.on_call is not None:
             self.on_call(self.forward_calls)
@@ -266,11 +267,13 @@ class Sandbox:
 
     def forward(self) -> Any:
         """A restored forward evaluation."""
+        __tracebackhide__ = True
         self.plan.restore()
         return self.call_forward()
 
     def call_backward(self, *douts: Any) -> Any:
         """backward on the copy; counts the call."""
+        __tracebackhide__ = True
         self.backward_calls += 1
         return self.layer.backward(*douts)
 
@@ -333,6 +336,7 @@ def run_sharing_arrays(run: Callable[[list[np.ndarray] | None], Any]) -> Any:
     write into an array it held before the check (a cache it updates in place), which sharing
     forbids. Sharing saves a copy of every array the check never perturbs; a layer that fails
     for another reason fails the second run the same way, and that exception is raised."""
+    __tracebackhide__ = True
     frozen: list[np.ndarray] = []
     try:
         return run(frozen)

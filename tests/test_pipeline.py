@@ -239,3 +239,30 @@ def test_registered_layer_of_another_convention_runs_through_check(rng):
     assert check(subject, rng.standard_normal((3, 3))).passed
     with pytest.raises(TypeError, match=r"give them to gradcheck\.layer"):
         check_layer(subject, rng.standard_normal((3, 3)), params="parameters")
+
+
+# --- a layer that raises shows its own frame, not the checker's ------------------------------
+
+
+def test_a_raising_layer_in_a_fixture_test_shows_only_the_users_frames(pytester):
+    pytester.makepyfile(
+        test_raises="""
+import numpy as np
+
+class Broken:
+    def __init__(self):
+        self.params, self.grads = [], []
+    def forward(self, x):
+        return x * undefined_name  # noqa: F821
+    def backward(self, dout):
+        return dout
+
+def test_broken(gradcheck):
+    gradcheck(Broken(), np.ones((2, 2)))
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert "NameError: name 'undefined_name' is not defined" in text
+    assert "gradcheck/" not in text.replace("gradcheck: ", ""), text  # no frame of the checker
