@@ -35,6 +35,7 @@ from gradcheck.results import document
 from gradcheck.runner import (
     CaseResult,
     UsageError,
+    check_output_path,
     collect_cases,
     import_target,
     run_case,
@@ -190,17 +191,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_output_path(option: str, path: str) -> None:
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"{option} {path}: is a directory; give a file name")
-    parent = target.resolve().parent
-    if not parent.is_dir():
-        raise UsageError(f"{option} {path}: no such directory {parent}")
-    if not os.access(target if target.exists() else parent, os.W_OK):
-        raise UsageError(f"{option} {path}: not writable")
-
-
 def _cache_dir() -> Path:
     """Where hypothesis may keep its files for the command line: a user cache directory."""
     if sys.platform == "win32":
@@ -235,9 +225,9 @@ def _prepare(args: argparse.Namespace, settings: dict[str, Any]) -> list[Case]:
         given = "--html" if args.html_path else "--isolate" if args.isolate else "--timeout"
         raise UsageError(f"{given} does not apply to --mutate; leave it out")
     if args.json_path:
-        _check_output_path("--json", args.json_path)
+        check_output_path("--json", args.json_path)
     if args.html_path:
-        _check_output_path("--html", args.html_path)
+        check_output_path("--html", args.html_path)
     cases = collect_cases(args.modules, args.patterns)
     for c in cases:
         validate_options(check_options(settings), c)

@@ -32,6 +32,7 @@ from gradcheck.options import Settings
 __all__ = [
     "CaseResult",
     "UsageError",
+    "check_output_path",
     "collect_cases",
     "import_target",
     "one_line",
@@ -282,6 +283,19 @@ def one_line(exc: BaseException) -> str:
         return f"SyntaxError: {exc.msg} ({Path(exc.filename or '?').name}:{exc.lineno})"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}{where}"
+
+
+def check_output_path(option: str, path: str) -> None:
+    """Raise :class:`UsageError` when ``path`` (given as ``option``) cannot be written: a
+    directory, in a missing directory, or not writable. Checked before any work."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{option} {path}: is a directory; give a file name")
+    parent = target.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: no such directory {parent}")
+    if not os.access(target if target.exists() else parent, os.W_OK):
+        raise UsageError(f"{option} {path}: not writable")
 
 
 def collect_cases(
