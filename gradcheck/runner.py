@@ -26,7 +26,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from gradcheck.cases import Case, registered_cases
-from gradcheck.limits import CaseTimeout, time_limit, where_in_traceback
+from gradcheck.limits import CaseTimeout, is_user_code, time_limit, where_in_traceback
 from gradcheck.options import Settings
 
 __all__ = [
@@ -55,6 +55,8 @@ class CaseResult:
     exception when the case could not be checked at all (a builder bug, a crash), ``timeout``
     says when and where a case past its time limit was stopped; ``exception`` holds what was
     raised in this process for either. ``options`` are the checker options the case ran under.
+    ``subject`` names what the case built (its layer's class, its function) when a check
+    raised before its report.
     """
 
     case: Case
@@ -68,6 +70,7 @@ class CaseResult:
     error: str | None = None
     timeout: str | None = None
     seconds: float = 0.0
+    subject: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -84,7 +87,11 @@ class CaseResult:
 
     @property
     def layer(self) -> str:
-        return self.report.layer if self.report is not None else "?"
+        """The checked subject's name (``TimeLSTM``), also when its check raised; ``?`` when
+        the builder itself raised."""
+        if self.report is not None:
+            return self.report.layer
+        return self.subject or "?"
 
     @property
     def gradients(self) -> list[str]:
@@ -152,7 +159,7 @@ def run_case(
     result = CaseResult(case, seed=seed, options=dict(options))
     if on_progress is not None:
         options["progress"] = on_progress
-    worst_error, current, calls = -1.0, None, 0
+    worst_error, current, calls, built = -1.0, None, 0, None
     drawn_cases = layer_cases(case)
     started = time.perf_counter()
 
@@ -170,12 +177,12 @@ def run_case(
     )
     @given(st.data())
     def run(data: Any) -> None:
-        nonlocal worst_error, current, calls
+        nonlocal worst_error, current, calls, built
         current = None  # a builder that raises while drawing has no repr
         try:
             drawn = data.draw(drawn_cases)
             current = repr(drawn)
-            layer, inputs = drawn
+            layer, inputs = built = drawn
             report = check(layer, *inputs, seed=drawn.seed, context=drawn.context, **options)
         except BaseException as exc:
             if _from_pytest_timeout(exc):
@@ -208,8 +215,20 @@ def run_case(
         raise
     except BaseException as exc:  # a builder bug, bad use, sys.exit: reported, not a crash
         result.exception, result.error, result.example = exc, one_line(exc), current
+    if result.report is None and built is not None:
+        result.subject = _subject_name(*built)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _subject_name(layer: Any, inputs: Any) -> str | None:
+    """The name a report would give the subject: its class (or function) name."""
+    from gradcheck.subjects import subject_of
+
+    try:
+        return subject_of(layer, tuple(inputs))[0].name
+    except Exception:
+        return getattr(layer, "__name__", None) or type(layer).__name__
 
 
 _SETTING_NAMES = frozenset(f.name for f in fields(Settings))
@@ -272,15 +291,32 @@ def import_target(target: str) -> str:
     return name
 
 
+def _short_path(filename: str) -> str:
+    """``common/layers.py``: the file with its directory, so a user's ``layers.py`` is not
+    taken for a package named ``layers``."""
+    path = Path(filename)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
 def one_line(exc: BaseException) -> str:
-    """The exception as one line: ``TypeError: ... (builder.py:12)``."""
-    tb, where = exc.__traceback__, ""
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is not None:
-        where = f" ({Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno})"
+    """The exception as one line, with where the user's code raised it:
+    ``TypeError: ... (common/layers.py:78 in SoftmaxWithLoss.forward)`` (the innermost frame
+    of the user's code; the innermost frame when none is)."""
     if isinstance(exc, SyntaxError):
-        return f"SyntaxError: {exc.msg} ({Path(exc.filename or '?').name}:{exc.lineno})"
+        return f"SyntaxError: {exc.msg} ({_short_path(exc.filename or '?')}:{exc.lineno})"
+    frames, tb = [], exc.__traceback__
+    while tb is not None:
+        frames.append((tb.tb_frame, tb.tb_lineno))
+        tb = tb.tb_next
+    user = [pair for pair in frames if is_user_code(pair[0])]
+    where = ""
+    if user or frames:
+        frame, line = (user or frames)[-1]
+        code = frame.f_code
+        owner = frame.f_locals.get("self") if "self" in code.co_varnames else None
+        name = code.co_qualname if owner is None else f"{type(owner).__name__}.{code.co_name}"
+        inside = "" if name == "<module>" else f" in {name}"
+        where = f" ({_short_path(code.co_filename)}:{line}{inside})"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}{where}"
 

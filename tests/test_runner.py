@@ -140,7 +140,8 @@ def test_cli_timeout_reports_the_case_and_goes_on(risky, capsys):
 def test_sys_exit_in_a_layer_is_that_cases_error(risky, capsys):
     assert main(["risky", "-k", "sys_exits", "-k", "last_fine", "--examples", "2"]) == 1
     out = capsys.readouterr().out
-    assert "risky::sys_exits at sys_exits(seed=0): SystemExit: 4 (risky.py:" in out
+    assert "risky::sys_exits at sys_exits(seed=0): SystemExit: 4 (" in out
+    assert "/risky.py:" in out and " in Scale.forward)" in out
     assert out.count(" ok\n") == 1
 
 
@@ -253,3 +254,65 @@ def test_two_cases_with_one_name_are_an_error_naming_both(risky, tmp_path, capsy
     err = capsys.readouterr().err
     assert "two cases named 'first_fine' in module twice" in err
     assert "first_fine (twice.py:" in err and "another (twice.py:" in err
+
+
+LAYER_IN_A_FOLDER = """
+import numpy as np
+
+
+class Softmax:
+    params, grads = [], []
+
+    def forward(self, x):
+        self.x = x
+        return x / self.missing
+
+    def backward(self, dout):
+        return dout
+"""
+
+CASES_OF_THE_FOLDER = """
+import numpy as np
+import gradcheck
+from layers import Softmax
+
+
+@gradcheck.case
+def layer_raises(rng):
+    return Softmax(), (rng.standard_normal((2, 3)),)
+
+
+@gradcheck.case
+def builder_raises(rng):
+    raise RuntimeError("no layer")
+"""
+
+
+@pytest.fixture
+def folder_cases(tmp_path, monkeypatch):
+    """``common/layers.py`` with a layer whose forward raises, and ``common/folder_cases.py``."""
+    monkeypatch.setattr(case_registry, "_REGISTRY", dict(case_registry._REGISTRY))
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "layers.py").write_text(LAYER_IN_A_FOLDER)
+    (tmp_path / "common" / "folder_cases.py").write_text(CASES_OF_THE_FOLDER)
+    monkeypatch.syspath_prepend(str(tmp_path / "common"))
+    saved = sys.modules.pop("layers", None)
+    yield {c.name: c for c in collect_cases(["folder_cases"])}
+    sys.modules.pop("folder_cases", None)
+    sys.modules.pop("layers", None)
+    if saved is not None:
+        sys.modules["layers"] = saved
+
+
+def test_error_names_the_file_with_its_folder_and_the_method_and_the_layer(folder_cases):
+    result = run_case(folder_cases["layer_raises"], examples=1)
+    assert result.status == "ERROR"
+    assert result.error.startswith("AttributeError: ")
+    assert result.error.endswith(" (common/layers.py:10 in Softmax.forward)")
+    assert result.layer == "Softmax"
+
+
+def test_a_builder_that_raises_has_no_layer_and_names_the_builder(folder_cases):
+    result = run_case(folder_cases["builder_raises"], examples=1)
+    assert result.error.endswith(" (common/folder_cases.py:14 in builder_raises)")
+    assert result.layer == "?"
