@@ -347,7 +347,7 @@ def _result_row(result: CaseResult, widths: Sequence[int]) -> str:
         result.layer,
         _names(result.gradients, widths[2]),
         worst.rjust(widths[3]),
-        result.status,
+        "ok (float32)" if result.passed and result.float32 else result.status,
     ]
     return _row(columns, widths)
 

@@ -95,13 +95,27 @@ class CaseResult:
 
     @property
     def gradients(self) -> list[str]:
-        return [n for n, e in self.quantities.items() if e.kind == "gradient"]
+        """The gradients compared against differences: not those skipped (an integer input),
+        not judged (a forward that is not deterministic), nor a "nothing checked" row."""
+        return [n for n, e in self.quantities.items() if _compared(e)]
 
     @property
     def worst(self) -> float | None:
-        errors = [e.max_rel_error for e in self.quantities.values() if e.kind == "gradient"]
+        """The worst relative error of a compared gradient; None when none was compared."""
+        errors = [e.max_rel_error for e in self.quantities.values() if _compared(e)]
         errors = [x for x in errors if x is not None and math.isfinite(x)]
         return max(errors) if errors else None
+
+    @property
+    def float32(self) -> bool:
+        """The report says the subject computes in float32 inside and was judged at float32
+        precision (not held to float64 by ``dtype='strict'``)."""
+        report = self.report
+        return bool(
+            report is not None
+            and report.summary
+            and getattr(report, "settings", {}).get("dtype") != "strict"
+        )
 
     def details(self) -> str:
         """The text to show for a failure: the report, the exception or the time-out."""
@@ -114,6 +128,14 @@ class CaseResult:
             f"{self.case.id} ({self.layer}), smallest failing example {self.example}:\n"
             f"{self.report}"
         )
+
+
+def _compared(entry: Any) -> bool:
+    return (
+        entry.kind == "gradient"
+        and entry.status not in ("skipped", "not judged")
+        and entry.name != "nothing checked"
+    )
 
 
 def _worse(new: Any, old: Any) -> bool:

@@ -582,3 +582,73 @@ def test_mutate_usage_errors_exit_2(write_module, capsys, argv, message):
     assert main(["cli_mutate_usage", *argv]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and message in captured.err
+
+
+ROWS = """
+class Embed:
+    \"\"\"Rows of W picked by integer ids: the ids have no gradient.\"\"\"
+
+    def __init__(self, W):
+        self.params, self.grads, self.param_names = [W], [np.zeros_like(W)], ["W"]
+
+    def forward(self, idx):
+        self.idx = idx
+        return self.params[0][idx]
+
+    def backward(self, dout):
+        self.grads[0][...] = 0
+        np.add.at(self.grads[0], self.idx, dout)
+
+
+class Noisy(Scale):
+    def forward(self, x):
+        return super().forward(x) + 1e-3 * np.random.random(x.shape)  # noqa: NPY002
+
+
+class Half(Scale):
+    \"\"\"Right, but its output goes through a float32 buffer.\"\"\"
+
+    def forward(self, x):
+        out = np.empty(x.shape, dtype=np.float32)
+        out[...] = super().forward(x)
+        return out
+
+
+@gradcheck.case
+def embed(rng):
+    return Embed(rng.standard_normal((5, 3))), (np.array([0, 2, 2, 4]),)
+
+
+@gradcheck.case
+def noisy(rng):
+    return Noisy(rng.standard_normal(3)), (rng.standard_normal((2, 3)),)
+
+
+@gradcheck.case
+def half(rng):
+    return Half(rng.standard_normal(3)), (rng.standard_normal((2, 3)),)
+
+
+@gradcheck.case
+def plain(rng):
+    return Scale(rng.standard_normal(3)), (rng.standard_normal((2, 3)),)
+"""
+
+
+def test_rows_show_only_compared_gradients_and_float32_precision(write_module, tmp_path, capsys):
+    write_module("cli_rows", ROWS)
+    assert main(["cli_rows", "--examples", "2", "--json", str(tmp_path / "o.json")]) == 1
+    out = capsys.readouterr().out
+    table = out[: out.index("\n\n")].splitlines()
+    rows = {line.split()[0]: line.split() for line in table if line.startswith("cli_rows::")}
+    assert rows["cli_rows::embed"][1:3] == ["Embed", "W"]  # not input[0]: integer ids
+    assert rows["cli_rows::embed"][-1] == "ok"
+    assert rows["cli_rows::noisy"][1:] == ["Noisy", "FAIL"]  # nothing judged: no err
+    assert rows["cli_rows::half"][-2:] == ["ok", "(float32)"]
+    assert rows["cli_rows::plain"][1:3] == ["Scale", "input[0],"]
+    assert rows["cli_rows::plain"][-1] == "ok"
+    records = {r["name"]: r for r in _validated(tmp_path / "o.json")["cases"]}
+    assert "computes in float32 inside" in records["half"]["summary"]
+    assert records["plain"]["summary"] is None and records["plain"]["headline"] is None
+    messages = {q["name"]: q["message"] for q in records["embed"]["quantities"]}
+    assert messages["input[0]"] == "not checked: integer input"
