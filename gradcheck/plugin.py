@@ -329,7 +329,10 @@ class CaseItem(pytest.Item):
 
         exc = excinfo.value
         if isinstance(exc, GradientMismatch):
-            return f"{self.case.id}: smallest failing example {self.result.example}\n{exc}"
+            return (
+                f"{self.case.id}: smallest failing example {self.result.example}\n{exc}"
+                f"{self.result.also_failed_line()}"
+            )
         full = self.config.getoption("tbstyle", "auto") in ("long", "native")
         if self.result is not None and exc is self.result.exception and not full:
             return _short_failure(self.case, self.result.example, exc)

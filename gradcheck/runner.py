@@ -55,8 +55,10 @@ class CaseResult:
     exception when the case could not be checked at all (a builder bug, a crash), ``timeout``
     says when and where a case past its time limit was stopped; ``exception`` holds what was
     raised in this process for either. ``options`` are the checker options the case ran under.
-    ``subject`` names what the case built (its layer's class, its function) when a check
-    raised before its report.
+    ``also_failed`` maps each quantity that failed at some example but passed in the reported
+    one to the first example it failed at (``seed=3 N=3 T=1``): shrinking keeps one failure,
+    this keeps the others in sight. ``subject`` names what the case built (its layer's class,
+    its function) when a check raised before its report.
     """
 
     case: Case
@@ -71,6 +73,7 @@ class CaseResult:
     timeout: str | None = None
     seconds: float = 0.0
     subject: str | None = None
+    also_failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -126,8 +129,15 @@ class CaseResult:
             return f"{self.case.id}{at}: {self.error}"
         return (
             f"{self.case.id} ({self.layer}), smallest failing example {self.example}:\n"
-            f"{self.report}"
+            f"{self.report}{self.also_failed_line()}"
         )
+
+    def also_failed_line(self) -> str:
+        """``\nalso failed at other sizes: Wh (at seed=1 N=2 T=3), dc (at ...)``, or ``""``."""
+        if not self.also_failed:
+            return ""
+        shown = ", ".join(f"{name} (at {at})" for name, at in self.also_failed.items())
+        return f"\nalso failed at other sizes: {shown}"
 
 
 def _compared(entry: Any) -> bool:
@@ -182,6 +192,7 @@ def run_case(
     if on_progress is not None:
         options["progress"] = on_progress
     worst_error, current, calls, built = -1.0, None, 0, None
+    failed_at: dict[str, str] = {}  # quantity -> the first example it failed at
     drawn_cases = layer_cases(case)
     started = time.perf_counter()
 
@@ -214,6 +225,10 @@ def run_case(
         if on_example is not None:
             on_example(calls)
         if not report.passed:
+            at = " ".join([f"seed={drawn.seed}", *(f"{k}={v}" for k, v in drawn.dims.items())])
+            for entry in report.entries:
+                if not entry.passed:
+                    failed_at.setdefault(entry.name, at)
             raise GradientMismatch(report)
         result.examples += 1
         for entry in report.entries:
@@ -231,6 +246,8 @@ def run_case(
         # hypothesis re-raises what the smallest failing example raised, after shrinking
         result.report, result.example = exc.report, current
         result.quantities = {e.name: e for e in exc.report.entries}
+        shown = {e.name for e in exc.report.entries if not e.passed}
+        result.also_failed = {n: at for n, at in failed_at.items() if n not in shown}
     except CaseTimeout as exc:
         result.exception, result.timeout, result.example = exc, str(exc), current
     except KeyboardInterrupt:

@@ -426,3 +426,41 @@ def test_gradcheck_min_score_without_mutate_is_a_usage_error(pt):
     result = pt.runpytest("--gradcheck", "tiny_layers", "--gradcheck-min-score=0.5")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--gradcheck-min-score needs --gradcheck-mutate*"])
+
+
+TWO_BUGS = '''
+import numpy as np
+import gradcheck
+
+
+class Mix:
+    """y = a * x + b * x**2; da from the first step only, db from the first two rows only."""
+
+    def __init__(self, rng):
+        self.params = [rng.standard_normal(1), rng.standard_normal(1)]
+        self.grads, self.param_names = [np.zeros(1), np.zeros(1)], ["a", "b"]
+
+    def forward(self, x):
+        self.x = x
+        return self.params[0] * x + self.params[1] * x**2
+
+    def backward(self, dout):
+        self.grads[0][...] = (dout * self.x)[:, :1].sum()
+        self.grads[1][...] = (dout * self.x**2)[:2].sum()
+        return dout * (self.params[0] + 2 * self.params[1] * self.x)
+
+
+@gradcheck.case(dims={"N": (1, 4), "T": (1, 4)})
+def both(rng, N, T):
+    return Mix(rng), (rng.standard_normal((N, T)),)
+'''
+
+
+def test_failure_message_lists_quantities_that_failed_at_other_sizes(pt):
+    pt.makepyfile(two_bugs=TWO_BUGS)
+    result = pt.runpytest("--gradcheck", "two_bugs", "--gradcheck-examples=30")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["also failed at other sizes: * (at seed=* N=* T=*)"])
+    # a single wrong quantity: nothing else to list
+    result = pt.runpytest("--gradcheck", "tiny_layers", "--gradcheck-examples=30")
+    assert "also failed" not in result.stdout.str()

@@ -16,7 +16,7 @@ import pytest
 from gradcheck import cases as case_registry
 from gradcheck.cli import main
 from gradcheck.limits import CAN_INTERRUPT
-from gradcheck.results import schema
+from gradcheck.results import case_record, schema
 from gradcheck.runner import collect_cases, run_case
 
 #: the module (``gradcheck.check`` as an attribute is the function of that name)
@@ -316,3 +316,72 @@ def test_a_builder_that_raises_has_no_layer_and_names_the_builder(folder_cases):
     result = run_case(folder_cases["builder_raises"], examples=1)
     assert result.error.endswith(" (common/folder_cases.py:14 in builder_raises)")
     assert result.layer == "?"
+
+
+TWO_BUGS = '''
+import numpy as np
+import gradcheck
+
+
+class Mix:
+    """y = a * x + b * x**2 for x (N, T). bugs: da from the first step only (wrong when
+    T >= 2), db from the first two rows only (wrong when N >= 3)."""
+
+    def __init__(self, rng, bugs):
+        a, b = rng.standard_normal(1), rng.standard_normal(1)
+        self.params, self.grads = [a, b], [np.zeros(1), np.zeros(1)]
+        self.param_names, self.bugs = ["a", "b"], bugs
+
+    def forward(self, x):
+        self.x = x
+        return self.params[0] * x + self.params[1] * x**2
+
+    def backward(self, dout):
+        x = self.x
+        ga, gb = dout * x, dout * x**2
+        if "a" in self.bugs:
+            ga = ga[:, :1]
+        if "b" in self.bugs:
+            gb = gb[:2]
+        self.grads[0][...] = ga.sum()
+        self.grads[1][...] = gb.sum()
+        return dout * (self.params[0] + 2 * self.params[1] * x)
+
+
+@gradcheck.case(dims={"N": (1, 4), "T": (1, 4)})
+def both(rng, N, T):
+    return Mix(rng, "ab"), (rng.standard_normal((N, T)),)
+
+
+@gradcheck.case(dims={"N": (1, 4), "T": (1, 4)})
+def only_a(rng, N, T):
+    return Mix(rng, "a"), (rng.standard_normal((N, T)),)
+'''
+
+
+@pytest.fixture
+def two_bugs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(case_registry, "_REGISTRY", dict(case_registry._REGISTRY))
+    (tmp_path / "two_bugs.py").write_text(TWO_BUGS)
+    yield {c.name: c for c in collect_cases(["two_bugs"])}
+    sys.modules.pop("two_bugs", None)
+
+
+def test_a_quantity_failing_only_at_other_sizes_is_listed_besides_the_shrunk_report(two_bugs):
+    result = run_case(two_bugs["both"], examples=30)
+    shown = {e.name for e in result.report.entries if not e.passed}
+    assert len(shown) == 1 and shown | set(result.also_failed) == {"a", "b"}
+    ((other, at),) = result.also_failed.items()
+    dims = dict(part.split("=") for part in at.split())
+    assert int(dims["N"]) >= 3 if other == "b" else int(dims["T"]) >= 2
+    assert f"also failed at other sizes: {other} (at {at})" in result.details()
+    record = case_record(result)
+    assert record["also_failed"] == {other: at}
+
+
+def test_a_single_bug_lists_nothing_else(two_bugs):
+    result = run_case(two_bugs["only_a"], examples=30)
+    assert result.status == "FAIL" and result.also_failed == {}
+    assert "also failed" not in result.details()
+    assert case_record(result)["also_failed"] == {}
