@@ -413,9 +413,12 @@ class _Records:
                 self.pages, path, settings=describe(self.config.stash[_SETTINGS]), total=total
             )
         except OSError as exc:
-            session.config.get_terminal_writer().line(
-                f"gradcheck: error: --gradcheck-html {path}: {exc.strerror}", red=True
-            )
+            line = f"gradcheck: error: --gradcheck-html {path}: {exc.strerror}"
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(line, red=True)
+            else:
+                print(line, file=sys.stderr)
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 

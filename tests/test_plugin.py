@@ -464,3 +464,20 @@ def test_failure_message_lists_quantities_that_failed_at_other_sizes(pt):
     # a single wrong quantity: nothing else to list
     result = pt.runpytest("--gradcheck", "tiny_layers", "--gradcheck-examples=30")
     assert "also failed" not in result.stdout.str()
+
+
+def test_gradcheck_html_that_cannot_be_written_at_the_end_is_one_line_and_a_usage_error(pt):
+    (pt.path / "out").mkdir()
+    pt.makepyfile(test_rm="import shutil\ndef test_rm(): shutil.rmtree('out')")
+    result = pt.runpytest(
+        "--gradcheck",
+        "tiny_layers",
+        "-k",
+        "not wrong or rm",
+        "test_rm.py",
+        "--gradcheck-html=out/page.html",
+        "-p",
+        "no:randomly",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["gradcheck: error: --gradcheck-html out/page.html: *"])
