@@ -113,11 +113,14 @@ def pytest_configure(config: pytest.Config) -> None:
             check_output_path("--gradcheck-html", config.getoption("gradcheck_html"))
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if config.getoption("gradcheck_min_score") is not None and not config.getoption(
-        "gradcheck_mutate"
-    ):
+    mutate = config.getoption("gradcheck_mutate")
+    if config.getoption("gradcheck_min_score") is not None and not mutate:
         raise pytest.UsageError(
             "--gradcheck-min-score needs --gradcheck-mutate; add it or leave the score out"
+        )
+    if mutate and config.getoption("gradcheck_html"):
+        raise pytest.UsageError(
+            "--gradcheck-html does not apply to --gradcheck-mutate; leave it out"
         )
     modules = []
     for target in targets:

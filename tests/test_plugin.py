@@ -422,10 +422,18 @@ def test_gradcheck_mutate_fails_a_weak_check_and_passes_a_normal_one(pt):
     result.assert_outcomes(passed=1, deselected=1)
 
 
-def test_gradcheck_min_score_without_mutate_is_a_usage_error(pt):
-    result = pt.runpytest("--gradcheck", "tiny_layers", "--gradcheck-min-score=0.5")
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--gradcheck-min-score=0.5"], "--gradcheck-min-score needs --gradcheck-mutate"),
+        (["--gradcheck-mutate", "--gradcheck-min-score=2"], "must be in [[]0, 1[]]"),
+        (["--gradcheck-mutate", "--gradcheck-html=x.html"], "--gradcheck-html does not apply"),
+    ],
+)
+def test_mutate_options_that_do_not_fit_are_usage_errors(pt, options, message):
+    result = pt.runpytest("--gradcheck", "tiny_layers", *options)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--gradcheck-min-score needs --gradcheck-mutate*"])
+    result.stderr.fnmatch_lines([f"*{message}*"])
 
 
 TWO_BUGS = '''
