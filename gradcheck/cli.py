@@ -257,16 +257,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_row([c.id, bounds, options], [width, 30]), file=out)
         return 0
     if args.mutate:
-        with _hypothesis_home():
-            return run_mutation(
-                cases,
-                examples=settings["examples"],
-                seed=settings["seed"],
-                min_score=1.0 if args.min_score is None else args.min_score,
-                json_path=args.json_path,
-                out=out,
-                **check_options(settings),
-            )
+        try:
+            with _hypothesis_home():
+                return run_mutation(
+                    cases,
+                    examples=settings["examples"],
+                    seed=settings["seed"],
+                    min_score=1.0 if args.min_score is None else args.min_score,
+                    json_path=args.json_path,
+                    out=out,
+                    **check_options(settings),
+                )
+        except OSError as exc:  # writing the JSON at the end
+            print(f"gradcheck: error: --json {args.json_path}: {exc.strerror}", file=sys.stderr)
+            return 2
 
     extra = (f" timeout={args.timeout:g}s" if args.timeout else "") + (
         " isolate" if args.isolate else ""

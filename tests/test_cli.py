@@ -652,3 +652,20 @@ def test_rows_show_only_compared_gradients_and_float32_precision(write_module, t
     assert records["plain"]["summary"] is None and records["plain"]["headline"] is None
     messages = {q["name"]: q["message"] for q in records["embed"]["quantities"]}
     assert messages["input[0]"] == "not checked: integer input"
+
+
+def test_mutate_json_write_error_exits_2_with_one_line(write_module, tmp_path, monkeypatch, capsys):
+    from gradcheck import mutation
+
+    write_module("cli_mutate_oserror", GOOD)
+
+    class Full(type(tmp_path)):
+        def write_text(self, *args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mutation, "Path", Full)
+    path = tmp_path / "scores.json"
+    argv = ["cli_mutate_oserror", "--mutate", "-k", "scale_fixed", "--examples", "1"]
+    assert main([*argv, "--json", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"gradcheck: error: --json {path}: No space left on device"
