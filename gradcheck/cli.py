@@ -9,6 +9,8 @@ prints the full report of that smallest example. Exit status: 0 all passed, 1 a 
     gradcheck examples/custom_layer.py  # a file works as well as a module name
     gradcheck my_layers -k lstm --examples 20 --json out.json
     gradcheck their_layers --timeout 60 --isolate   # code that may hang or crash
+    gradcheck my_layers --html report.html   # one page of the run, with heatmaps
+    gradcheck my_layers --mutate --min-score 0.9   # does the check catch injected bugs?
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ from typing import Any, TextIO
 
 from gradcheck.cases import Case
 from gradcheck.limits import CAN_INTERRUPT, run_isolated
+from gradcheck.mutation import parse_min_score, run_mutation
 from gradcheck.options import OPTIONS, check_options, describe
+from gradcheck.render import write_html
 from gradcheck.results import document
 from gradcheck.runner import (
     CaseResult,
     UsageError,
+    check_output_path,
     collect_cases,
     import_target,
     run_case,
@@ -162,20 +167,28 @@ def _parser() -> argparse.ArgumentParser:
         help="also write the results to PATH, as docs/cli-and-pytest.md describes (default: none)",
     )
     parser.add_argument(
+        "--html",
+        dest="html_path",
+        metavar="PATH",
+        help="also write one self-contained HTML page of the run to PATH (default: none)",
+    )
+    parser.add_argument(
+        "--mutate",
+        action="store_true",
+        help="score each case's check by the injected bugs it catches, instead of checking "
+        "(default: off)",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=parse_min_score,
+        metavar="SCORE",
+        help="with --mutate: exit 1 when a case catches fewer than this share of the "
+        "mutants, 0..1 (default: 1.0)",
+    )
+    parser.add_argument(
         "--list", action="store_true", help="list the cases and their dims, check nothing"
     )
     return parser
-
-
-def _check_json_path(path: str) -> None:
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"--json {path}: is a directory; give a file name")
-    parent = target.resolve().parent
-    if not parent.is_dir():
-        raise UsageError(f"--json {path}: no such directory {parent}")
-    if not os.access(target if target.exists() else parent, os.W_OK):
-        raise UsageError(f"--json {path}: not writable")
 
 
 def _cache_dir() -> Path:
@@ -206,8 +219,15 @@ def _prepare(args: argparse.Namespace, settings: dict[str, Any]) -> list[Case]:
     validate_options(check_options(settings))
     if args.timeout is not None and not (CAN_INTERRUPT or args.isolate):
         raise UsageError("--timeout needs SIGALRM (POSIX) to stop a case; add --isolate")
+    if args.min_score is not None and not args.mutate:
+        raise UsageError("--min-score needs --mutate; add --mutate or leave --min-score out")
+    if args.mutate and (args.html_path or args.isolate or args.timeout is not None):
+        given = "--html" if args.html_path else "--isolate" if args.isolate else "--timeout"
+        raise UsageError(f"{given} does not apply to --mutate; leave it out")
     if args.json_path:
-        _check_json_path(args.json_path)
+        check_output_path("--json", args.json_path)
+    if args.html_path:
+        check_output_path("--html", args.html_path)
     cases = collect_cases(args.modules, args.patterns)
     for c in cases:
         validate_options(check_options(settings), c)
@@ -236,6 +256,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             options = " ".join(f"{k}={v}" for k, v in c.options.items())
             print(_row([c.id, bounds, options], [width, 30]), file=out)
         return 0
+    if args.mutate:
+        try:
+            with _hypothesis_home():
+                return run_mutation(
+                    cases,
+                    examples=settings["examples"],
+                    seed=settings["seed"],
+                    min_score=1.0 if args.min_score is None else args.min_score,
+                    json_path=args.json_path,
+                    out=out,
+                    **check_options(settings),
+                )
+        except OSError as exc:  # writing the JSON at the end
+            print(f"gradcheck: error: --json {args.json_path}: {exc.strerror}", file=sys.stderr)
+            return 2
 
     extra = (f" timeout={args.timeout:g}s" if args.timeout else "") + (
         " isolate" if args.isolate else ""
@@ -274,13 +309,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         left = _plural(len(cases) - len(results), "case")
         print(f"gradcheck: interrupted{during}; {left} not checked", file=sys.stderr)
     if args.json_path:
-        settings = {**settings, "timeout": args.timeout, "isolate": args.isolate}
-        settings["patterns"] = list(args.patterns or [])
-        records = document(results, settings=settings, seconds=seconds, interrupted=interrupted)
+        run_settings = {**settings, "timeout": args.timeout, "isolate": args.isolate}
+        run_settings["patterns"] = list(args.patterns or [])
+        records = document(results, settings=run_settings, seconds=seconds, interrupted=interrupted)
         try:
             Path(args.json_path).write_text(json.dumps(records, indent=2) + "\n")
         except OSError as exc:
             print(f"gradcheck: error: --json {args.json_path}: {exc.strerror}", file=sys.stderr)
+            return 2
+    if args.html_path:
+        try:
+            shown = f"{describe(settings)}{extra}"
+            write_html(results, args.html_path, settings=shown, total=len(cases))
+        except OSError as exc:
+            print(f"gradcheck: error: --html {args.html_path}: {exc.strerror}", file=sys.stderr)
             return 2
     if interrupted:
         return 130
@@ -309,7 +351,7 @@ def _result_row(result: CaseResult, widths: Sequence[int]) -> str:
         result.layer,
         _names(result.gradients, widths[2]),
         worst.rjust(widths[3]),
-        result.status,
+        "ok (float32)" if result.passed and result.float32 else result.status,
     ]
     return _row(columns, widths)
 

@@ -8,7 +8,8 @@
   table as the command line's, :mod:`gradcheck.options`), kept in ``config.stash``;
 - ``pytest --gradcheck MODULE``: each case MODULE registers with ``@gradcheck.case`` runs as a
   test at several drawn examples, like ``gradcheck MODULE`` (with no test paths given, only
-  those cases run);
+  those cases run); ``--gradcheck-html PATH`` also writes one HTML page of them,
+  ``--gradcheck-mutate`` scores each case's check by the injected bugs it catches instead;
 - a report header with the settings and a terminal summary of what was checked, only in runs
   that use gradcheck (an option given, or a test using the fixture, the marker or a case):
   installing the package changes nothing elsewhere.
@@ -33,8 +34,17 @@ import pytest
 
 from gradcheck.cases import Case, registered_cases
 from gradcheck.limits import is_user_code
+from gradcheck.mutation import MutationScoreTooLow, assert_mutation_score, parse_min_score
 from gradcheck.options import OPTIONS, check_options, describe
-from gradcheck.runner import CaseResult, UsageError, import_target, run_case, validate_options
+from gradcheck.render import case_record, write_html
+from gradcheck.runner import (
+    CaseResult,
+    UsageError,
+    check_output_path,
+    import_target,
+    run_case,
+    validate_options,
+)
 
 __all__ = ["CaseItem", "CaseModule", "LayerChecker"]
 
@@ -43,6 +53,7 @@ _RECORDS = pytest.StashKey[list]()
 _MODULES = pytest.StashKey[list]()
 _GIVEN = pytest.StashKey[bool]()  # a gradcheck option was given: the header shows at once
 _PROPERTY = "gradcheck"
+_HTML_PROPERTY = "gradcheck-html"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,6 +70,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         kwargs = option.argparse_kwargs(f"gradcheck_{option.name}")
         group.addoption(f"--gradcheck-{option.name}", **{**kwargs, "default": None})
+    group.addoption(
+        "--gradcheck-html",
+        dest="gradcheck_html",
+        metavar="PATH",
+        help="also write one self-contained HTML page of the --gradcheck cases to PATH "
+        "(default: none)",
+    )
+    group.addoption(
+        "--gradcheck-mutate",
+        action="store_true",
+        dest="gradcheck_mutate",
+        help="score each --gradcheck case's check by the injected bugs it catches instead of "
+        "checking it (default: off)",
+    )
+    group.addoption(
+        "--gradcheck-min-score",
+        type=parse_min_score,
+        dest="gradcheck_min_score",
+        metavar="SCORE",
+        help="with --gradcheck-mutate: the share of mutants (0..1) each case must catch "
+        "(default: 1.0)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -76,8 +109,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_GIVEN] = bool(targets) or any(v is not None for v in given.values())
     try:
         validate_options(check_options(settings))
+        if config.getoption("gradcheck_html"):
+            check_output_path("--gradcheck-html", config.getoption("gradcheck_html"))
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+    mutate = config.getoption("gradcheck_mutate")
+    if config.getoption("gradcheck_min_score") is not None and not mutate:
+        raise pytest.UsageError(
+            "--gradcheck-min-score needs --gradcheck-mutate; add it or leave the score out"
+        )
+    if mutate and config.getoption("gradcheck_html"):
+        raise pytest.UsageError(
+            "--gradcheck-html does not apply to --gradcheck-mutate; leave it out"
+        )
     modules = []
     for target in targets:
         try:
@@ -246,6 +290,9 @@ class CaseItem(pytest.Item):
         from gradcheck.check import GradientMismatch
 
         settings = self.config.stash[_SETTINGS]
+        if self.config.getoption("gradcheck_mutate"):
+            self._mutate(settings)
+            return
         self.result = result = run_case(
             self.case,
             examples=settings["examples"],
@@ -254,6 +301,8 @@ class CaseItem(pytest.Item):
         )
         if result.report is not None:
             self.user_properties.append((_PROPERTY, _record(result.report, self.nodeid)))
+        if self.config.getoption("gradcheck_html"):
+            self.user_properties.append((_HTML_PROPERTY, case_record(result)))
         if result.timeout is not None:
             limit = _pytest_timeout_limit(result.exception)
             text = result.timeout.replace("timed out", limit, 1)
@@ -265,12 +314,28 @@ class CaseItem(pytest.Item):
         if not result.passed:
             raise GradientMismatch(result.report)
 
+    def _mutate(self, settings: dict[str, Any]) -> None:
+        min_score = self.config.getoption("gradcheck_min_score")
+        try:
+            assert_mutation_score(
+                self.case,
+                min_score=1.0 if min_score is None else min_score,
+                examples=settings["examples"],
+                seed=settings["seed"],
+                **check_options(settings),
+            )
+        except MutationScoreTooLow as exc:
+            pytest.fail(f"{self.case.id}: {exc}", pytrace=False)
+
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> Any:
         from gradcheck.check import GradientMismatch
 
         exc = excinfo.value
         if isinstance(exc, GradientMismatch):
-            return f"{self.case.id}: smallest failing example {self.result.example}\n{exc}"
+            return (
+                f"{self.case.id}: smallest failing example {self.result.example}\n{exc}"
+                f"{self.result.also_failed_line()}"
+            )
         full = self.config.getoption("tbstyle", "auto") in ("long", "native")
         if self.result is not None and exc is self.result.exception and not full:
             return _short_failure(self.case, self.result.example, exc)
@@ -327,16 +392,37 @@ def _source_file(case: Case) -> Path | None:
 
 
 class _Records:
-    """Collects the per-check records of finished tests (from workers too, under xdist)."""
+    """Collects the per-check records of finished tests (from workers too, under xdist) and
+    writes the ``--gradcheck-html`` page at the end of the session."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.pages: list[dict[str, Any]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
             self.config.stash[_RECORDS].extend(
                 value for key, value in report.user_properties if key == _PROPERTY
             )
+            self.pages += [value for key, value in report.user_properties if key == _HTML_PROPERTY]
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        path = self.config.getoption("gradcheck_html")
+        if not path or hasattr(self.config, "workerinput"):  # the controller writes the page
+            return
+        total = sum(isinstance(item, CaseItem) for item in session.items) or None
+        try:
+            write_html(
+                self.pages, path, settings=describe(self.config.stash[_SETTINGS]), total=total
+            )
+        except OSError as exc:
+            line = f"gradcheck: error: --gradcheck-html {path}: {exc.strerror}"
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(line, red=True)
+            else:
+                print(line, file=sys.stderr)
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -239,7 +239,7 @@ def case_record(result: CaseOutcome) -> dict[str, Any]:
     return {
         "case": result.case.id,
         "status": result.status,
-        "layer": "?" if report is None else report.layer,
+        "layer": getattr(result, "layer", "?") if report is None else report.layer,
         "max_rel_error": None if report is None else float(report.max_rel_error),
         "seconds": float(result.seconds or 0.0),
         "html": _case_section(result),

@@ -75,7 +75,9 @@ def options_in_force(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def case_record(result: Any) -> dict[str, Any]:
-    """One case's record: status, time, seed, options, examples, every quantity."""
+    """One case's record: status, time, seed, options, examples, every quantity, and the
+    report's ``summary`` (a subject computing in float32 inside) and ``headline``, and
+    ``also_failed``: quantities that failed at another example than the reported one."""
     return {
         "case": result.case.id,
         "module": result.case.module,
@@ -94,6 +96,9 @@ def case_record(result: Any) -> dict[str, Any]:
             for e in result.quantities.values()
         ],
         "error": result.error if result.error is not None else result.timeout,
+        "summary": None if result.report is None else result.report.summary,
+        "headline": None if result.report is None else result.report.headline,
+        "also_failed": dict(getattr(result, "also_failed", {})),
     }
 
 

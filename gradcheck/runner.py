@@ -26,12 +26,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from gradcheck.cases import Case, registered_cases
-from gradcheck.limits import CaseTimeout, time_limit, where_in_traceback
+from gradcheck.limits import CaseTimeout, is_user_code, time_limit, where_in_traceback
 from gradcheck.options import Settings
 
 __all__ = [
     "CaseResult",
     "UsageError",
+    "check_output_path",
     "collect_cases",
     "import_target",
     "one_line",
@@ -54,6 +55,10 @@ class CaseResult:
     exception when the case could not be checked at all (a builder bug, a crash), ``timeout``
     says when and where a case past its time limit was stopped; ``exception`` holds what was
     raised in this process for either. ``options`` are the checker options the case ran under.
+    ``also_failed`` maps each quantity that failed at some example but passed in the reported
+    one to the first example it failed at (``seed=3 N=3 T=1``): shrinking keeps one failure,
+    this keeps the others in sight. ``subject`` names what the case built (its layer's class,
+    its function) when a check raised before its report.
     """
 
     case: Case
@@ -67,6 +72,8 @@ class CaseResult:
     error: str | None = None
     timeout: str | None = None
     seconds: float = 0.0
+    subject: str | None = None
+    also_failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -83,17 +90,35 @@ class CaseResult:
 
     @property
     def layer(self) -> str:
-        return self.report.layer if self.report is not None else "?"
+        """The checked subject's name (``TimeLSTM``), also when its check raised; ``?`` when
+        the builder itself raised."""
+        if self.report is not None:
+            return self.report.layer
+        return self.subject or "?"
 
     @property
     def gradients(self) -> list[str]:
-        return [n for n, e in self.quantities.items() if e.kind == "gradient"]
+        """The gradients compared against differences: not those skipped (an integer input),
+        not judged (a forward that is not deterministic), nor a "nothing checked" row."""
+        return [n for n, e in self.quantities.items() if _compared(e)]
 
     @property
     def worst(self) -> float | None:
-        errors = [e.max_rel_error for e in self.quantities.values() if e.kind == "gradient"]
+        """The worst relative error of a compared gradient; None when none was compared."""
+        errors = [e.max_rel_error for e in self.quantities.values() if _compared(e)]
         errors = [x for x in errors if x is not None and math.isfinite(x)]
         return max(errors) if errors else None
+
+    @property
+    def float32(self) -> bool:
+        """The report says the subject computes in float32 inside and was judged at float32
+        precision (not held to float64 by ``dtype='strict'``)."""
+        report = self.report
+        return bool(
+            report is not None
+            and report.summary
+            and getattr(report, "settings", {}).get("dtype") != "strict"
+        )
 
     def details(self) -> str:
         """The text to show for a failure: the report, the exception or the time-out."""
@@ -104,8 +129,23 @@ class CaseResult:
             return f"{self.case.id}{at}: {self.error}"
         return (
             f"{self.case.id} ({self.layer}), smallest failing example {self.example}:\n"
-            f"{self.report}"
+            f"{self.report}{self.also_failed_line()}"
         )
+
+    def also_failed_line(self) -> str:
+        """``\nalso failed at other sizes: Wh (at seed=1 N=2 T=3), dc (at ...)``, or ``""``."""
+        if not self.also_failed:
+            return ""
+        shown = ", ".join(f"{name} (at {at})" for name, at in self.also_failed.items())
+        return f"\nalso failed at other sizes: {shown}"
+
+
+def _compared(entry: Any) -> bool:
+    return (
+        entry.kind == "gradient"
+        and entry.status not in ("skipped", "not judged")
+        and entry.name != "nothing checked"
+    )
 
 
 def _worse(new: Any, old: Any) -> bool:
@@ -151,7 +191,8 @@ def run_case(
     result = CaseResult(case, seed=seed, options=dict(options))
     if on_progress is not None:
         options["progress"] = on_progress
-    worst_error, current, calls = -1.0, None, 0
+    worst_error, current, calls, built = -1.0, None, 0, None
+    failed_at: dict[str, str] = {}  # quantity -> the first example it failed at
     drawn_cases = layer_cases(case)
     started = time.perf_counter()
 
@@ -169,12 +210,12 @@ def run_case(
     )
     @given(st.data())
     def run(data: Any) -> None:
-        nonlocal worst_error, current, calls
+        nonlocal worst_error, current, calls, built
         current = None  # a builder that raises while drawing has no repr
         try:
             drawn = data.draw(drawn_cases)
             current = repr(drawn)
-            layer, inputs = drawn
+            layer, inputs = built = drawn
             report = check(layer, *inputs, seed=drawn.seed, context=drawn.context, **options)
         except BaseException as exc:
             if _from_pytest_timeout(exc):
@@ -184,6 +225,10 @@ def run_case(
         if on_example is not None:
             on_example(calls)
         if not report.passed:
+            at = " ".join([f"seed={drawn.seed}", *(f"{k}={v}" for k, v in drawn.dims.items())])
+            for entry in report.entries:
+                if not entry.passed:
+                    failed_at.setdefault(entry.name, at)
             raise GradientMismatch(report)
         result.examples += 1
         for entry in report.entries:
@@ -201,14 +246,28 @@ def run_case(
         # hypothesis re-raises what the smallest failing example raised, after shrinking
         result.report, result.example = exc.report, current
         result.quantities = {e.name: e for e in exc.report.entries}
+        shown = {e.name for e in exc.report.entries if not e.passed}
+        result.also_failed = {n: at for n, at in failed_at.items() if n not in shown}
     except CaseTimeout as exc:
         result.exception, result.timeout, result.example = exc, str(exc), current
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a builder bug, bad use, sys.exit: reported, not a crash
         result.exception, result.error, result.example = exc, one_line(exc), current
+    if result.report is None and built is not None:
+        result.subject = _subject_name(*built)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _subject_name(layer: Any, inputs: Any) -> str | None:
+    """The name a report would give the subject: its class (or function) name."""
+    from gradcheck.subjects import subject_of
+
+    try:
+        return subject_of(layer, tuple(inputs))[0].name
+    except Exception:
+        return getattr(layer, "__name__", None) or type(layer).__name__
 
 
 _SETTING_NAMES = frozenset(f.name for f in fields(Settings))
@@ -271,17 +330,47 @@ def import_target(target: str) -> str:
     return name
 
 
+def _short_path(filename: str) -> str:
+    """``common/layers.py``: the file with its directory, so a user's ``layers.py`` is not
+    taken for a package named ``layers``."""
+    path = Path(filename)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
 def one_line(exc: BaseException) -> str:
-    """The exception as one line: ``TypeError: ... (builder.py:12)``."""
-    tb, where = exc.__traceback__, ""
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is not None:
-        where = f" ({Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno})"
+    """The exception as one line, with where the user's code raised it:
+    ``TypeError: ... (common/layers.py:78 in SoftmaxWithLoss.forward)`` (the innermost frame
+    of the user's code; the innermost frame when none is)."""
     if isinstance(exc, SyntaxError):
-        return f"SyntaxError: {exc.msg} ({Path(exc.filename or '?').name}:{exc.lineno})"
+        return f"SyntaxError: {exc.msg} ({_short_path(exc.filename or '?')}:{exc.lineno})"
+    frames, tb = [], exc.__traceback__
+    while tb is not None:
+        frames.append((tb.tb_frame, tb.tb_lineno))
+        tb = tb.tb_next
+    user = [pair for pair in frames if is_user_code(pair[0])]
+    where = ""
+    if user or frames:
+        frame, line = (user or frames)[-1]
+        code = frame.f_code
+        owner = frame.f_locals.get("self") if "self" in code.co_varnames else None
+        name = code.co_qualname if owner is None else f"{type(owner).__name__}.{code.co_name}"
+        inside = "" if name == "<module>" else f" in {name}"
+        where = f" ({_short_path(code.co_filename)}:{line}{inside})"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}{where}"
+
+
+def check_output_path(option: str, path: str) -> None:
+    """Raise :class:`UsageError` when ``path`` (given as ``option``) cannot be written: a
+    directory, in a missing directory, or not writable. Checked before any work."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{option} {path}: is a directory; give a file name")
+    parent = target.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: no such directory {parent}")
+    if not os.access(target if target.exists() else parent, os.W_OK):
+        raise UsageError(f"{option} {path}: not writable")
 
 
 def collect_cases(

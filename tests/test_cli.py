@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import jsonschema
@@ -431,7 +432,7 @@ def test_ctrl_c_prints_what_completed_writes_json_and_exits_130(tmp_path):
         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
         "from gradcheck.cli import main; sys.exit(main(sys.argv[1:]))"
     )
-    argv = ["cli_sigint", "--examples", "2", "--json", "out.json"]
+    argv = ["cli_sigint", "--examples", "2", "--json", "out.json", "--html", "out.html"]
     process = subprocess.Popen(
         [sys.executable, "-c", code, *argv],
         cwd=tmp_path,
@@ -457,6 +458,9 @@ def test_ctrl_c_prints_what_completed_writes_json_and_exits_130(tmp_path):
     document = _validated(tmp_path / "out.json")
     assert document["interrupted"] is True
     assert [r["case"] for r in document["cases"]] == ["cli_sigint::first"]
+    page = _Page.read(tmp_path / "out.html")
+    assert page.rows == ["cli_sigint::first"]
+    assert "interrupted: 1 of 3 cases checked" in page.text
 
 
 def test_command_line_leaves_no_hypothesis_folder_in_the_working_directory(tmp_path):
@@ -472,3 +476,196 @@ def test_command_line_leaves_no_hypothesis_folder_in_the_working_directory(tmp_p
     )
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / ".hypothesis").exists()
+
+
+class _Page(HTMLParser):
+    """An HTML page's case rows, case sections (id -> status) and text."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.sections, self.chunks = [], {}, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and "gc-case-row" in (attrs.get("class") or ""):
+            self.rows.append(attrs["data-case"])
+        if tag == "section" and "data-case" in attrs:
+            self.sections[attrs["data-case"]] = attrs["data-status"]
+
+    def handle_data(self, data):
+        self.chunks.append(data)
+
+    @property
+    def text(self):
+        return "".join(self.chunks)
+
+    @classmethod
+    def read(cls, path):
+        page = cls()
+        page.feed(path.read_text(encoding="utf-8"))
+        page.close()
+        return page
+
+
+def test_html_page_has_every_case_and_the_failing_report(write_module, tmp_path, capsys):
+    write_module("cli_html", BUGGY)
+    path = tmp_path / "run.html"
+    assert main(["cli_html", "--examples", "10", "--html", str(path)]) == 1
+    page = _Page.read(path)
+    assert page.rows == ["cli_html::scale", "cli_html::scale_first_row"]
+    assert page.sections == {"cli_html::scale": "ok", "cli_html::scale_first_row": "FAIL"}
+    assert "smallest failing example" in page.text and "scale_first_row(seed=0" in page.text
+    assert "interrupted" not in page.text
+
+
+def test_html_page_of_a_passing_run_shows_no_failure(write_module, tmp_path, capsys):
+    write_module("cli_html_ok", GOOD)
+    path = tmp_path / "run.html"
+    assert main(["cli_html_ok", "--examples", "2", "--html", str(path)]) == 0
+    page = _Page.read(path)
+    assert set(page.sections.values()) == {"ok"} and len(page.rows) == 2
+    assert "smallest failing example" not in page.text
+
+
+@pytest.mark.parametrize("where", ["missing", "directory"])
+def test_html_path_is_checked_before_any_work(write_module, tmp_path, capsys, where):
+    write_module("cli_html_bad", GOOD)
+    path = tmp_path / "nowhere" / "x.html" if where == "missing" else tmp_path
+    assert main(["cli_html_bad", "--html", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1
+    assert captured.err.startswith("gradcheck: error: --html ")
+
+
+def test_html_write_error_exits_2_with_one_line(write_module, tmp_path, monkeypatch, capsys):
+    write_module("cli_html_oserror", GOOD)
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "write_html", fail)
+    assert main(["cli_html_oserror", "--examples", "2", "--html", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"gradcheck: error: --html {tmp_path / 'x.html'}: No space left on device"
+
+
+def test_mutate_with_a_weak_tolerance_exits_1_and_normal_settings_exit_0(
+    write_module, tmp_path, capsys
+):
+    write_module("cli_mutate", GOOD)
+    path = tmp_path / "scores.json"
+    argv = ["cli_mutate", "--mutate", "-k", "scale_fixed", "--examples", "1"]
+    assert main([*argv, "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gradcheck --mutate: 1 case;")
+    assert [s["case"] for s in json.loads(path.read_text())] == ["cli_mutate::scale_fixed"]
+    assert main([*argv, "--rtol", "1"]) == 1
+    assert "below min_score=1" in capsys.readouterr().out
+
+
+def test_mutate_min_score_zero_accepts_a_weak_check(write_module, capsys):
+    write_module("cli_mutate_min", GOOD)
+    argv = ["cli_mutate_min", "--mutate", "-k", "scale_fixed", "--examples", "1", "--rtol", "1"]
+    assert main([*argv, "--min-score", "0"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--min-score", "0.5"], "--min-score needs --mutate"),
+        (["--mutate", "--min-score", "2"], "must be in [0, 1]"),
+        (["--mutate", "--html", "x.html"], "--html does not apply to --mutate"),
+    ],
+)
+def test_mutate_usage_errors_exit_2(write_module, capsys, argv, message):
+    write_module("cli_mutate_usage", GOOD)
+    assert main(["cli_mutate_usage", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err
+
+
+ROWS = """
+class Embed:
+    \"\"\"Rows of W picked by integer ids: the ids have no gradient.\"\"\"
+
+    def __init__(self, W):
+        self.params, self.grads, self.param_names = [W], [np.zeros_like(W)], ["W"]
+
+    def forward(self, idx):
+        self.idx = idx
+        return self.params[0][idx]
+
+    def backward(self, dout):
+        self.grads[0][...] = 0
+        np.add.at(self.grads[0], self.idx, dout)
+
+
+class Noisy(Scale):
+    def forward(self, x):
+        return super().forward(x) + 1e-3 * np.random.random(x.shape)  # noqa: NPY002
+
+
+class Half(Scale):
+    \"\"\"Right, but its output goes through a float32 buffer.\"\"\"
+
+    def forward(self, x):
+        out = np.empty(x.shape, dtype=np.float32)
+        out[...] = super().forward(x)
+        return out
+
+
+@gradcheck.case
+def embed(rng):
+    return Embed(rng.standard_normal((5, 3))), (np.array([0, 2, 2, 4]),)
+
+
+@gradcheck.case
+def noisy(rng):
+    return Noisy(rng.standard_normal(3)), (rng.standard_normal((2, 3)),)
+
+
+@gradcheck.case
+def half(rng):
+    return Half(rng.standard_normal(3)), (rng.standard_normal((2, 3)),)
+
+
+@gradcheck.case
+def plain(rng):
+    return Scale(rng.standard_normal(3)), (rng.standard_normal((2, 3)),)
+"""
+
+
+def test_rows_show_only_compared_gradients_and_float32_precision(write_module, tmp_path, capsys):
+    write_module("cli_rows", ROWS)
+    assert main(["cli_rows", "--examples", "2", "--json", str(tmp_path / "o.json")]) == 1
+    out = capsys.readouterr().out
+    table = out[: out.index("\n\n")].splitlines()
+    rows = {line.split()[0]: line.split() for line in table if line.startswith("cli_rows::")}
+    assert rows["cli_rows::embed"][1:3] == ["Embed", "W"]  # not input[0]: integer ids
+    assert rows["cli_rows::embed"][-1] == "ok"
+    assert rows["cli_rows::noisy"][1:] == ["Noisy", "FAIL"]  # nothing judged: no err
+    assert rows["cli_rows::half"][-2:] == ["ok", "(float32)"]
+    assert rows["cli_rows::plain"][1:3] == ["Scale", "input[0],"]
+    assert rows["cli_rows::plain"][-1] == "ok"
+    records = {r["name"]: r for r in _validated(tmp_path / "o.json")["cases"]}
+    assert "computes in float32 inside" in records["half"]["summary"]
+    assert records["plain"]["summary"] is None and records["plain"]["headline"] is None
+    messages = {q["name"]: q["message"] for q in records["embed"]["quantities"]}
+    assert messages["input[0]"] == "not checked: integer input"
+
+
+def test_mutate_json_write_error_exits_2_with_one_line(write_module, tmp_path, monkeypatch, capsys):
+    from gradcheck import mutation
+
+    write_module("cli_mutate_oserror", GOOD)
+
+    class Full(type(tmp_path)):
+        def write_text(self, *args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mutation, "Path", Full)
+    path = tmp_path / "scores.json"
+    argv = ["cli_mutate_oserror", "--mutate", "-k", "scale_fixed", "--examples", "1"]
+    assert main([*argv, "--json", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"gradcheck: error: --json {path}: No space left on device"

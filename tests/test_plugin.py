@@ -5,6 +5,7 @@ Fixture and marker, outcome counts, the failure message, the header and summary,
 """
 
 import tomllib
+from html.parser import HTMLParser
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -362,3 +363,129 @@ def test_the_package_does_not_bring_pytest_benchmark_into_every_environment():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not [d for d in project["dependencies"] if d.startswith("pytest-benchmark")]
     assert any(d.startswith("pytest-benchmark") for d in project["optional-dependencies"]["test"])
+
+
+class _Page(HTMLParser):
+    """An HTML page's case sections: case id -> status."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.chunks = {}, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section" and "data-case" in attrs:
+            self.sections[attrs["data-case"]] = attrs["data-status"]
+
+    def handle_data(self, data):
+        self.chunks.append(data)
+
+
+def _page(path):
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page.sections, "".join(page.chunks)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_gradcheck_html_writes_one_page_with_every_case(pt, workers):
+    args = ["--gradcheck", "tiny_layers", "--gradcheck-examples=3", "--gradcheck-html=run.html"]
+    result = pt.runpytest_subprocess(*args, *workers)
+    result.assert_outcomes(passed=1, failed=1)
+    sections, text = _page(pt.path / "run.html")
+    assert sections == {"tiny_layers::scale": "ok", "tiny_layers::scale_wrong": "FAIL"}
+    assert "smallest failing example" in text and "scale_wrong(seed=0" in text
+    assert "interrupted" not in text
+
+
+def test_no_page_without_gradcheck_html(pt):
+    pt.runpytest("--gradcheck", "tiny_layers", "--gradcheck-examples=2")
+    assert not list(pt.path.glob("*.html"))
+
+
+def test_gradcheck_html_into_a_missing_directory_is_a_usage_error(pt):
+    result = pt.runpytest("--gradcheck", "tiny_layers", "--gradcheck-html=nowhere/run.html")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gradcheck-html nowhere/run.html: no such directory*"])
+
+
+def test_gradcheck_mutate_fails_a_weak_check_and_passes_a_normal_one(pt):
+    args = ["--gradcheck", "tiny_layers", "-k", "scale and not wrong", "--gradcheck-mutate"]
+    result = pt.runpytest(*args, "--gradcheck-examples=1")
+    result.assert_outcomes(passed=1, deselected=1)
+    result = pt.runpytest(*args, "--gradcheck-examples=1", "--gradcheck-rtol=1")
+    result.assert_outcomes(failed=1, deselected=1)
+    result.stdout.fnmatch_lines(["*tiny_layers::scale: mutation score below min_score=1*"])
+    result = pt.runpytest(
+        *args, "--gradcheck-examples=1", "--gradcheck-rtol=1", "--gradcheck-min-score=0"
+    )
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--gradcheck-min-score=0.5"], "--gradcheck-min-score needs --gradcheck-mutate"),
+        (["--gradcheck-mutate", "--gradcheck-min-score=2"], "must be in [[]0, 1[]]"),
+        (["--gradcheck-mutate", "--gradcheck-html=x.html"], "--gradcheck-html does not apply"),
+    ],
+)
+def test_mutate_options_that_do_not_fit_are_usage_errors(pt, options, message):
+    result = pt.runpytest("--gradcheck", "tiny_layers", *options)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+TWO_BUGS = '''
+import numpy as np
+import gradcheck
+
+
+class Mix:
+    """y = a * x + b * x**2; da from the first step only, db from the first two rows only."""
+
+    def __init__(self, rng):
+        self.params = [rng.standard_normal(1), rng.standard_normal(1)]
+        self.grads, self.param_names = [np.zeros(1), np.zeros(1)], ["a", "b"]
+
+    def forward(self, x):
+        self.x = x
+        return self.params[0] * x + self.params[1] * x**2
+
+    def backward(self, dout):
+        self.grads[0][...] = (dout * self.x)[:, :1].sum()
+        self.grads[1][...] = (dout * self.x**2)[:2].sum()
+        return dout * (self.params[0] + 2 * self.params[1] * self.x)
+
+
+@gradcheck.case(dims={"N": (1, 4), "T": (1, 4)})
+def both(rng, N, T):
+    return Mix(rng), (rng.standard_normal((N, T)),)
+'''
+
+
+def test_failure_message_lists_quantities_that_failed_at_other_sizes(pt):
+    pt.makepyfile(two_bugs=TWO_BUGS)
+    result = pt.runpytest("--gradcheck", "two_bugs", "--gradcheck-examples=30")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["also failed at other sizes: * (at seed=* N=* T=*)"])
+    # a single wrong quantity: nothing else to list
+    result = pt.runpytest("--gradcheck", "tiny_layers", "--gradcheck-examples=30")
+    assert "also failed" not in result.stdout.str()
+
+
+def test_gradcheck_html_that_cannot_be_written_at_the_end_is_one_line_and_a_usage_error(pt):
+    (pt.path / "out").mkdir()
+    pt.makepyfile(test_rm="import shutil\ndef test_rm(): shutil.rmtree('out')")
+    result = pt.runpytest(
+        "--gradcheck",
+        "tiny_layers",
+        "-k",
+        "not wrong or rm",
+        "test_rm.py",
+        "--gradcheck-html=out/page.html",
+        "-p",
+        "no:randomly",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["gradcheck: error: --gradcheck-html out/page.html: *"])

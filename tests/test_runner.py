@@ -16,7 +16,7 @@ import pytest
 from gradcheck import cases as case_registry
 from gradcheck.cli import main
 from gradcheck.limits import CAN_INTERRUPT
-from gradcheck.results import schema
+from gradcheck.results import case_record, schema
 from gradcheck.runner import collect_cases, run_case
 
 #: the module (``gradcheck.check`` as an attribute is the function of that name)
@@ -140,7 +140,8 @@ def test_cli_timeout_reports_the_case_and_goes_on(risky, capsys):
 def test_sys_exit_in_a_layer_is_that_cases_error(risky, capsys):
     assert main(["risky", "-k", "sys_exits", "-k", "last_fine", "--examples", "2"]) == 1
     out = capsys.readouterr().out
-    assert "risky::sys_exits at sys_exits(seed=0): SystemExit: 4 (risky.py:" in out
+    assert "risky::sys_exits at sys_exits(seed=0): SystemExit: 4 (" in out
+    assert "/risky.py:" in out and " in Scale.forward)" in out
     assert out.count(" ok\n") == 1
 
 
@@ -253,3 +254,134 @@ def test_two_cases_with_one_name_are_an_error_naming_both(risky, tmp_path, capsy
     err = capsys.readouterr().err
     assert "two cases named 'first_fine' in module twice" in err
     assert "first_fine (twice.py:" in err and "another (twice.py:" in err
+
+
+LAYER_IN_A_FOLDER = """
+import numpy as np
+
+
+class Softmax:
+    params, grads = [], []
+
+    def forward(self, x):
+        self.x = x
+        return x / self.missing
+
+    def backward(self, dout):
+        return dout
+"""
+
+CASES_OF_THE_FOLDER = """
+import numpy as np
+import gradcheck
+from layers import Softmax
+
+
+@gradcheck.case
+def layer_raises(rng):
+    return Softmax(), (rng.standard_normal((2, 3)),)
+
+
+@gradcheck.case
+def builder_raises(rng):
+    raise RuntimeError("no layer")
+"""
+
+
+@pytest.fixture
+def folder_cases(tmp_path, monkeypatch):
+    """``common/layers.py`` with a layer whose forward raises, and ``common/folder_cases.py``."""
+    monkeypatch.setattr(case_registry, "_REGISTRY", dict(case_registry._REGISTRY))
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "layers.py").write_text(LAYER_IN_A_FOLDER)
+    (tmp_path / "common" / "folder_cases.py").write_text(CASES_OF_THE_FOLDER)
+    monkeypatch.syspath_prepend(str(tmp_path / "common"))
+    saved = sys.modules.pop("layers", None)
+    yield {c.name: c for c in collect_cases(["folder_cases"])}
+    sys.modules.pop("folder_cases", None)
+    sys.modules.pop("layers", None)
+    if saved is not None:
+        sys.modules["layers"] = saved
+
+
+def test_error_names_the_file_with_its_folder_and_the_method_and_the_layer(folder_cases):
+    result = run_case(folder_cases["layer_raises"], examples=1)
+    assert result.status == "ERROR"
+    assert result.error.startswith("AttributeError: ")
+    assert result.error.endswith(" (common/layers.py:10 in Softmax.forward)")
+    assert result.layer == "Softmax"
+
+
+def test_a_builder_that_raises_has_no_layer_and_names_the_builder(folder_cases):
+    result = run_case(folder_cases["builder_raises"], examples=1)
+    assert result.error.endswith(" (common/folder_cases.py:14 in builder_raises)")
+    assert result.layer == "?"
+
+
+TWO_BUGS = '''
+import numpy as np
+import gradcheck
+
+
+class Mix:
+    """y = a * x + b * x**2 for x (N, T). bugs: da from the first step only (wrong when
+    T >= 2), db from the first two rows only (wrong when N >= 3)."""
+
+    def __init__(self, rng, bugs):
+        a, b = rng.standard_normal(1), rng.standard_normal(1)
+        self.params, self.grads = [a, b], [np.zeros(1), np.zeros(1)]
+        self.param_names, self.bugs = ["a", "b"], bugs
+
+    def forward(self, x):
+        self.x = x
+        return self.params[0] * x + self.params[1] * x**2
+
+    def backward(self, dout):
+        x = self.x
+        ga, gb = dout * x, dout * x**2
+        if "a" in self.bugs:
+            ga = ga[:, :1]
+        if "b" in self.bugs:
+            gb = gb[:2]
+        self.grads[0][...] = ga.sum()
+        self.grads[1][...] = gb.sum()
+        return dout * (self.params[0] + 2 * self.params[1] * x)
+
+
+@gradcheck.case(dims={"N": (1, 4), "T": (1, 4)})
+def both(rng, N, T):
+    return Mix(rng, "ab"), (rng.standard_normal((N, T)),)
+
+
+@gradcheck.case(dims={"N": (1, 4), "T": (1, 4)})
+def only_a(rng, N, T):
+    return Mix(rng, "a"), (rng.standard_normal((N, T)),)
+'''
+
+
+@pytest.fixture
+def two_bugs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(case_registry, "_REGISTRY", dict(case_registry._REGISTRY))
+    (tmp_path / "two_bugs.py").write_text(TWO_BUGS)
+    yield {c.name: c for c in collect_cases(["two_bugs"])}
+    sys.modules.pop("two_bugs", None)
+
+
+def test_a_quantity_failing_only_at_other_sizes_is_listed_besides_the_shrunk_report(two_bugs):
+    result = run_case(two_bugs["both"], examples=30)
+    shown = {e.name for e in result.report.entries if not e.passed}
+    assert len(shown) == 1 and shown | set(result.also_failed) == {"a", "b"}
+    ((other, at),) = result.also_failed.items()
+    dims = dict(part.split("=") for part in at.split())
+    assert int(dims["N"]) >= 3 if other == "b" else int(dims["T"]) >= 2
+    assert f"also failed at other sizes: {other} (at {at})" in result.details()
+    record = case_record(result)
+    assert record["also_failed"] == {other: at}
+
+
+def test_a_single_bug_lists_nothing_else(two_bugs):
+    result = run_case(two_bugs["only_a"], examples=30)
+    assert result.status == "FAIL" and result.also_failed == {}
+    assert "also failed" not in result.details()
+    assert case_record(result)["also_failed"] == {}
