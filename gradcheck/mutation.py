@@ -267,13 +267,12 @@ def mutation_score(subject: Any, *inputs: Any, **options: Any) -> MutationScore:
 
 
 def _examples(case: Case, examples: int, seed: int) -> list[Any]:
-    """The case at its smallest dims (seed 0), then the examples :func:`gradcheck.cli.run_case`
-    draws with the same ``examples`` and ``seed`` (the same hypothesis settings, no
-    shrinking)."""
-    from hypothesis import HealthCheck, Phase, Verbosity, given
-    from hypothesis import seed as hypothesis_seed
-    from hypothesis import settings as hypothesis_settings
+    """The case at its smallest dims (seed 0), then the examples
+    :func:`gradcheck.runner.run_case` draws with the same ``examples`` and ``seed``
+    (:func:`gradcheck.runner.drawing`, no shrinking)."""
+    from hypothesis import given
 
+    from gradcheck.runner import drawing
     from gradcheck.strategies import DrawnCase, layer_cases
 
     drawn: list[Any] = []
@@ -282,17 +281,7 @@ def _examples(case: Case, examples: int, seed: int) -> list[Any]:
         layer, inputs = case.build(0)
         drawn.append(DrawnCase(layer, inputs, case=case, dims=smallest, seed=0))
 
-    @hypothesis_seed(seed)
-    @hypothesis_settings(
-        max_examples=examples,
-        database=None,
-        deadline=None,
-        derandomize=False,
-        print_blob=False,
-        verbosity=Verbosity.quiet,
-        phases=(Phase.explicit, Phase.generate),
-        suppress_health_check=list(HealthCheck),
-    )
+    @drawing(seed, examples, shrink=False)
     @given(layer_cases(case))
     def collect(example: Any) -> None:
         if all(repr(example) != repr(d) for d in drawn):

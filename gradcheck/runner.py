@@ -166,6 +166,30 @@ def _from_pytest_timeout(exc: BaseException) -> bool:
     return False
 
 
+def drawing(seed: int, examples: int, *, shrink: bool = True) -> Callable[[Any], Any]:
+    """The hypothesis seed and settings of every run of a registered case (the command line,
+    pytest, mutation runs), so that they all draw the same examples: ``examples`` drawn from
+    ``seed``, no example database, quiet, a failure shrunk to its smallest example when
+    ``shrink``."""
+    phases = (Phase.explicit, Phase.generate) + ((Phase.shrink,) if shrink else ())
+
+    def decorate(test: Any) -> Any:
+        settings = hypothesis_settings(
+            max_examples=examples,
+            database=None,
+            deadline=None,
+            derandomize=False,
+            print_blob=False,
+            report_multiple_bugs=False,
+            verbosity=Verbosity.quiet,
+            phases=phases,
+            suppress_health_check=list(HealthCheck),
+        )
+        return hypothesis_seed(seed)(settings(test))
+
+    return decorate
+
+
 def run_case(
     case: Case,
     *,
@@ -196,18 +220,7 @@ def run_case(
     drawn_cases = layer_cases(case)
     started = time.perf_counter()
 
-    @hypothesis_seed(seed)
-    @hypothesis_settings(
-        max_examples=examples,
-        database=None,
-        deadline=None,
-        derandomize=False,
-        print_blob=False,
-        report_multiple_bugs=False,
-        verbosity=Verbosity.quiet,
-        phases=(Phase.explicit, Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
-    )
+    @drawing(seed, examples)
     @given(st.data())
     def run(data: Any) -> None:
         nonlocal worst_error, current, calls, built
