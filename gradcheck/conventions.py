@@ -134,6 +134,10 @@ class FunctionConvention(Convention):
     f: Callable
     vjp: Callable
 
+    @property
+    def name(self) -> str:
+        return _name(self.f)
+
     def bind(self, inputs: tuple[Any, ...]) -> tuple[Subject, tuple]:
         __tracebackhide__ = True
         _require_callable("f", self.f, "check_function(f, vjp, x)")
@@ -185,6 +189,10 @@ class PairConvention(Convention):
 
     forward: Callable
     backward: Callable
+
+    @property
+    def name(self) -> str:
+        return _name(self.forward)
 
     def bind(self, inputs: tuple[Any, ...]) -> tuple[Subject, tuple]:
         __tracebackhide__ = True
@@ -242,6 +250,10 @@ class LossConvention(Convention):
 
     f: Callable
     wrt: int = 0
+
+    @property
+    def name(self) -> str:
+        return _name(self.f)
 
     def bind(self, inputs: tuple[Any, ...]) -> tuple[Subject, tuple]:
         __tracebackhide__ = True

@@ -300,6 +300,10 @@ class Mutated(Convention):
     arrays: tuple[Any, ...]
     injection: Injection | None
 
+    @property
+    def name(self) -> str:
+        return self.subject.name
+
     def bind(self, inputs: tuple[Any, ...]) -> tuple[Subject, tuple]:
         layer = MutantLayer(self.subject.layer, self.injection)
         return dataclasses.replace(self.subject, layer=layer), self.arrays

@@ -275,11 +275,13 @@ def run_case(
 
 def _subject_name(layer: Any, inputs: Any) -> str | None:
     """The name a report would give the subject: its class (or function) name."""
-    from gradcheck.subjects import subject_of
+    from gradcheck.subjects import Convention, subject_of
 
     try:
         return subject_of(layer, tuple(inputs))[0].name
-    except Exception:
+    except Exception:  # (binding raised: name what the user wrote, not our wrapper)
+        if isinstance(layer, Convention):
+            return layer.name
         return getattr(layer, "__name__", None) or type(layer).__name__
 
 

@@ -86,6 +86,11 @@ def subject_of(obj: Any, inputs: tuple[Any, ...], **convention: Any) -> tuple[Su
 class Convention:
     """A convention bound to the user's code, waiting for the inputs."""
 
+    @property
+    def name(self) -> str:
+        """What a report calls the subject (before the inputs are known)."""
+        raise NotImplementedError
+
     def bind(self, inputs: tuple[Any, ...]) -> tuple[Subject, tuple]:
         raise NotImplementedError
 
@@ -107,6 +112,10 @@ class LayerConvention(Convention):
     grads: Accessor = None
     reset: Accessor = None
     accumulates: bool = False
+
+    @property
+    def name(self) -> str:
+        return type(self.obj).__name__
 
     def bind(self, inputs: tuple[Any, ...]) -> tuple[Subject, tuple]:
         __tracebackhide__ = True
