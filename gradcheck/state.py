@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck.douts import digest
-from gradcheck.sandbox import Sandbox
+from gradcheck.sandbox import Sandbox, Snapshot
 
 __all__ = ["InitialState", "is_stateful", "set_initial_state", "validate_state"]
 
@@ -67,6 +67,7 @@ def set_initial_state(
     ``c=None``). Then ``set_state`` must have set each part, and forward must depend on each:
     one more forward per part, from that part moved, must give other outputs."""
     layer = box.layer
+    before = Snapshot.of(layer)  # the forwards below leave caches (and draws): put back after
     values = dict(zip(("h", "c"), _given_parts(given), strict=False))
     if not values:
         values = {part: getattr(layer, part, None) for part in ("h", "c")}
@@ -92,6 +93,8 @@ def set_initial_state(
         for part in parts
     }
     problems = _set_and_verify(box, values)
+    before.plan([]).restore()  # (their caches would be held through the whole check)
+    _set_state(layer, values)
     held = {}
     for part, saved in values.items():
         array = getattr(layer, part, None)
