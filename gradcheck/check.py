@@ -189,14 +189,7 @@ def _check(
 
 def _settings(options: dict[str, Any]) -> Settings:
     __tracebackhide__ = True
-    names = [f.name for f in dataclasses.fields(Settings)]
-    unknown = [k for k in options if k not in names]
-    if unknown:
-        raise TypeError(
-            f"{unknown[0]}={options[unknown[0]]!r} is not an option; the options are "
-            f"{', '.join(names)}, dout and state"
-        )
-    return Settings(**options)
+    return Settings.of(options, also="dout and state")
 
 
 def _progress_reporter(

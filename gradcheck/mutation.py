@@ -22,7 +22,6 @@ run again for its contract rows.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -230,14 +229,7 @@ def _score(case: str, tally: _Tally, settings: dict[str, Any], seconds: float) -
 def _options(options: dict[str, Any]) -> dict[str, Any]:
     """The check options, validated, with a fixed seed (a fresh seed per check would give
     every mutant other douts and samples)."""
-    names = [f.name for f in dataclasses.fields(Settings)]
-    unknown = [k for k in options if k not in names]
-    if unknown:
-        raise TypeError(
-            f"{unknown[0]}={options[unknown[0]]!r} is not an option; the options are "
-            f"{', '.join(names)}"
-        )
-    settings = Settings(**options)
+    settings = Settings.of(options)
     if settings.seed is None:
         options = {**options, "seed": int(np.random.default_rng().integers(2**31))}
     return options

@@ -113,6 +113,22 @@ class Settings:
         if self.context is not None and not isinstance(self.context, str):
             raise TypeError(f"context={self.context!r} must be a str or None")
 
+    @classmethod
+    def of(cls, options: Mapping[str, Any], *, also: str = "") -> Settings:
+        """The settings of a call's keyword ``options``; a keyword that is no setting is a
+        ``TypeError`` naming it and listing the settings (and ``also``, the call's other
+        keywords)."""
+        __tracebackhide__ = True
+        names = [f.name for f in fields(cls)]
+        unknown = [k for k in options if k not in names]
+        if unknown:
+            others = f", {also}" if also else ""
+            raise TypeError(
+                f"{unknown[0]}={options[unknown[0]]!r} is not an option; the options are "
+                f"{', '.join(names)}{others}"
+            )
+        return cls(**options)
+
     def to_dict(self) -> dict[str, Any]:
         """The settings as a report shows them (JSON-able)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "context"}
