@@ -7,9 +7,10 @@
 - options ``--gradcheck-mode``, ``--gradcheck-seed``, ``--gradcheck-examples``, ... (the same
   table as the command line's, :mod:`gradcheck.options`), kept in ``config.stash``;
 - ``pytest --gradcheck MODULE``: each case MODULE registers with ``@gradcheck.case`` runs as a
-  test at several drawn examples, like ``gradcheck MODULE`` (with no test paths given, only
-  those cases run); ``--gradcheck-html PATH`` also writes one HTML page of them,
-  ``--gradcheck-mutate`` scores each case's check by the injected bugs it catches instead;
+  test (:mod:`gradcheck.plugin_cases`) at several drawn examples, like ``gradcheck MODULE``
+  (with no test paths given, only those cases run); ``--gradcheck-html PATH`` also writes
+  one HTML page of them, ``--gradcheck-mutate`` scores each case's check by the injected bugs
+  it catches instead;
 - a report header with the settings and a terminal summary of what was checked, only in runs
   that use gradcheck (an option given, or a test using the fixture, the marker or a case):
   installing the package changes nothing elsewhere.
@@ -22,38 +23,37 @@ are contained by pytest-xdist (``-n auto`` restarts a worker that died).
 
 from __future__ import annotations
 
-import inspect
-import math
-import re
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gradcheck.cases import Case, registered_cases
-from gradcheck.limits import is_user_code
-from gradcheck.mutation import MutationScoreTooLow, assert_mutation_score, parse_min_score
+from gradcheck.cases import registered_cases
+from gradcheck.mutation import parse_min_score
 from gradcheck.options import OPTIONS, check_options, describe
-from gradcheck.render import case_record, write_html
+from gradcheck.plugin_cases import (
+    HTML_PROPERTY,
+    PROPERTY,
+    SETTINGS,
+    CaseItem,
+    CaseModule,
+    module_file,
+    record,
+)
+from gradcheck.render import write_html
 from gradcheck.runner import (
-    CaseResult,
     UsageError,
     check_output_path,
     import_target,
-    run_case,
     validate_options,
 )
 
 __all__ = ["CaseItem", "CaseModule", "LayerChecker"]
 
-_SETTINGS = pytest.StashKey[dict]()
 _RECORDS = pytest.StashKey[list]()
 _MODULES = pytest.StashKey[list]()
 _GIVEN = pytest.StashKey[bool]()  # a gradcheck option was given: the header shows at once
-_PROPERTY = "gradcheck"
-_HTML_PROPERTY = "gradcheck-html"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -102,7 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     given = {o.name: config.getoption(f"gradcheck_{o.name}") for o in OPTIONS}
     settings = {o.name: o.default if given[o.name] is None else given[o.name] for o in OPTIONS}
-    config.stash[_SETTINGS] = settings
+    config.stash[SETTINGS] = settings
     config.stash[_RECORDS] = []
     config.pluginmanager.register(_Records(config), "gradcheck-records")
     targets = config.getoption("gradcheck_modules")
@@ -140,7 +140,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _header(config: pytest.Config) -> str:
-    return f"gradcheck: {describe(config.stash[_SETTINGS])}"
+    return f"gradcheck: {describe(config.stash[SETTINGS])}"
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -175,7 +175,7 @@ def pytest_collection_modifyitems(
 ) -> None:
     for module in config.stash[_MODULES]:
         collector = CaseModule.from_parent(
-            session, name=module, nodeid=module, path=_module_file(module) or session.path
+            session, name=module, nodeid=module, path=module_file(module) or session.path
         )
         # the hooks pytest's own collection runs, so counts and collection errors show as usual
         session.ihook.pytest_collectstart(collector=collector)
@@ -184,24 +184,6 @@ def pytest_collection_modifyitems(
         if report.passed:
             known = {item.nodeid for item in items}
             items += [x for x in report.result if isinstance(x, CaseItem) and x.nodeid not in known]
-
-
-def _record(report: Any, where: str) -> dict[str, Any]:
-    gradients = report.gradients
-    worst_entry = max(
-        (e for e in gradients if e.max_rel_error is not None and math.isfinite(e.max_rel_error)),
-        key=lambda e: e.max_rel_error,
-        default=None,
-    )
-    return {
-        "layer": report.layer,
-        "quantities": len(report.entries),
-        "gradients": len(gradients),
-        "worst": None if worst_entry is None else float(worst_entry.max_rel_error),
-        "worst_name": None if worst_entry is None else worst_entry.name,
-        "passed": bool(report.passed),
-        "where": where,
-    }
 
 
 class LayerChecker:
@@ -229,7 +211,7 @@ class LayerChecker:
         options = {**self.options, **options}
         options.setdefault("context", self._node.nodeid)
         report = check(layer, *inputs, **options)
-        self._node.user_properties.append((_PROPERTY, _record(report, self._node.nodeid)))
+        self._node.user_properties.append((PROPERTY, record(report, self._node.nodeid)))
         return report
 
     def __call__(self, layer: Any, *inputs: Any, **options: Any) -> Any:
@@ -247,7 +229,7 @@ class LayerChecker:
 def gradcheck(request: pytest.FixtureRequest) -> LayerChecker:
     """Check a layer: ``gradcheck(layer, x)`` fails the test with the report when a gradient
     is wrong. Options: ``--gradcheck-*``, then ``@pytest.mark.gradcheck(rtol=...)``."""
-    settings = request.config.stash[_SETTINGS]
+    settings = request.config.stash[SETTINGS]
     options = {"seed": settings["seed"], **check_options(settings)}
     for mark in reversed(list(request.node.iter_markers("gradcheck"))):  # closest last: wins
         if mark.args:
@@ -259,136 +241,8 @@ def gradcheck(request: pytest.FixtureRequest) -> LayerChecker:
     return LayerChecker(request.node, options)
 
 
-class CaseModule(pytest.Collector):
-    """The cases one ``--gradcheck MODULE`` registers."""
-
-    def collect(self) -> list[CaseItem]:
-        return [CaseItem.from_case(self, case) for case in registered_cases(self.name)]
-
-
-class CaseItem(pytest.Item):
-    """One registered case, checked at ``--gradcheck-examples`` drawn examples."""
-
-    def __init__(self, *, case: Case, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.case = case
-        self.result: CaseResult | None = None
-        self.extra_keyword_matches.update({case.module, case.name, "gradcheck"})
-
-    @classmethod
-    def from_case(cls, parent: CaseModule, case: Case) -> CaseItem:
-        path = _source_file(case) or parent.path
-        try:
-            relative = path.relative_to(parent.config.rootpath).as_posix()
-        except ValueError:
-            relative = path.as_posix()
-        return cls.from_parent(
-            parent, name=case.name, path=path, nodeid=f"{relative}::{case.name}", case=case
-        )
-
-    def runtest(self) -> None:
-        from gradcheck.check import GradientMismatch
-
-        settings = self.config.stash[_SETTINGS]
-        if self.config.getoption("gradcheck_mutate"):
-            self._mutate(settings)
-            return
-        self.result = result = run_case(
-            self.case,
-            examples=settings["examples"],
-            seed=settings["seed"],
-            **check_options(settings),
-        )
-        if result.report is not None:
-            self.user_properties.append((_PROPERTY, _record(result.report, self.nodeid)))
-        if self.config.getoption("gradcheck_html"):
-            self.user_properties.append((_HTML_PROPERTY, case_record(result)))
-        if result.timeout is not None:
-            limit = _pytest_timeout_limit(result.exception)
-            text = result.timeout.replace("timed out", limit, 1)
-            pytest.fail(f"{self.case.id}: {text}", pytrace=False)
-        if result.exception is not None:
-            raise result.exception
-        if result.error is not None:
-            pytest.fail(f"{self.case.id}: {result.error}", pytrace=False)
-        if not result.passed:
-            raise GradientMismatch(result.report)
-
-    def _mutate(self, settings: dict[str, Any]) -> None:
-        min_score = self.config.getoption("gradcheck_min_score")
-        try:
-            assert_mutation_score(
-                self.case,
-                min_score=1.0 if min_score is None else min_score,
-                examples=settings["examples"],
-                seed=settings["seed"],
-                **check_options(settings),
-            )
-        except MutationScoreTooLow as exc:
-            pytest.fail(f"{self.case.id}: {exc}", pytrace=False)
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> Any:
-        from gradcheck.check import GradientMismatch
-
-        exc = excinfo.value
-        if isinstance(exc, GradientMismatch):
-            return (
-                f"{self.case.id}: smallest failing example {self.result.example}\n{exc}"
-                f"{self.result.also_failed_line()}"
-            )
-        full = self.config.getoption("tbstyle", "auto") in ("long", "native")
-        if self.result is not None and exc is self.result.exception and not full:
-            return _short_failure(self.case, self.result.example, exc)
-        return super().repr_failure(excinfo, style=style)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        try:
-            line = inspect.getsourcelines(self.case.func)[1] - 1
-        except (OSError, TypeError):
-            line = None
-        return self.path, line, self.case.id
-
-
-def _pytest_timeout_limit(exc: BaseException | None) -> str:
-    """``timed out after 60 s``, from pytest-timeout's ``Timeout (>60.0s)`` message."""
-    cause = getattr(exc, "__cause__", None)
-    found = re.search(r">([0-9.e+-]+)s", str(cause)) if cause is not None else None
-    return f"timed out after {float(found.group(1)):g} s" if found else "timed out"
-
-
-def _short_failure(case: Case, example: str | None, exc: BaseException) -> str:
-    """The user's frames (the innermost three) and the message: what a raising builder or
-    layer needs, without pytest's, pluggy's, hypothesis' and gradcheck's frames around it."""
-    frames = []
-    tb = exc.__traceback__
-    while tb is not None:
-        if is_user_code(tb.tb_frame):
-            code = tb.tb_frame.f_code
-            frames.append(traceback.FrameSummary(code.co_filename, tb.tb_lineno, code.co_name))
-        tb = tb.tb_next
-    at = f" at {example}" if example else ""
-    message = str(exc).strip()
-    message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    lines = [f"{case.id} raised {message}{at}\n"]
-    lines += traceback.format_list(frames[-3:])
-    lines.append("(the whole traceback: --tb=long)")
-    return "".join(lines)
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _module_file(name: str) -> Path | None:
-    file = getattr(sys.modules.get(name), "__file__", None)
-    return Path(file).resolve() if file else None
-
-
-def _source_file(case: Case) -> Path | None:
-    try:
-        return Path(inspect.getsourcefile(case.func) or "").resolve()
-    except TypeError:
-        return None
 
 
 class _Records:
@@ -402,9 +256,9 @@ class _Records:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
             self.config.stash[_RECORDS].extend(
-                value for key, value in report.user_properties if key == _PROPERTY
+                value for key, value in report.user_properties if key == PROPERTY
             )
-            self.pages += [value for key, value in report.user_properties if key == _HTML_PROPERTY]
+            self.pages += [value for key, value in report.user_properties if key == HTML_PROPERTY]
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         path = self.config.getoption("gradcheck_html")
@@ -413,7 +267,7 @@ class _Records:
         total = sum(isinstance(item, CaseItem) for item in session.items) or None
         try:
             write_html(
-                self.pages, path, settings=describe(self.config.stash[_SETTINGS]), total=total
+                self.pages, path, settings=describe(self.config.stash[SETTINGS]), total=total
             )
         except OSError as exc:
             line = f"gradcheck: error: --gradcheck-html {path}: {exc.strerror}"
