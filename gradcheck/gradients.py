@@ -54,9 +54,9 @@ def run(
         entries = [_not_judged(t, obs.nondeterminism) for t in targets]
         return _in_input_order(subject, box, entries), analytic.without_gradients(obs)
     lenient = settings.dtype != "strict"
-    if precision is not None:
-        probe, tol = _at_float32(probe, tol, obs) if lenient else (_no_kinks(probe), tol)
-        probe = dataclasses.replace(probe, float32_inside=lenient)
+    found_before = precision is not None
+    if found_before:
+        probe, tol = _judging_float32(probe, tol, obs, lenient)
     findings = Findings()
     entries = [check_target(t, probe, tol, settings, findings) for t in targets]
     if precision is None and settings.mode == "fast":  # (after the projections, with their help)
@@ -64,8 +64,8 @@ def run(
         precision = float32_inside(movable, probe, obs.noise, settings.atol, measured)
     if precision is None and not all(e.passed for e in entries):  # a second look, wider
         precision = float32_inside(movable, probe, obs.noise, settings.atol, everything=True)
-    if precision is not None and not probe.float32_inside and not all(e.passed for e in entries):
-        probe, tol = _at_float32(probe, tol, obs) if lenient else (_no_kinks(probe), tol)
+    if precision is not None and not found_before and not all(e.passed for e in entries):
+        probe, tol = _judging_float32(probe, tol, obs, lenient)
         findings = Findings()
         entries = [check_target(t, probe, tol, settings, findings) for t in targets]
     entries = _in_input_order(subject, box, entries) + _state_problems(entries, obs)
@@ -109,6 +109,14 @@ def float32_shows(subject: Subject, obs: analytic.Observations) -> list[str]:
 
 def _narrow(dtype: np.dtype) -> bool:
     return dtype.kind == "f" and dtype.itemsize < 8
+
+
+def _judging_float32(
+    probe: Probe, tol: Tolerance, obs: analytic.Observations, lenient: bool
+) -> tuple[Probe, Tolerance]:
+    """The probe and tolerance for a copy found computing in float32: at float32 precision
+    (lenient), or held to float64 with no rounding noise excused as a kink (strict)."""
+    return _at_float32(probe, tol, obs) if lenient else (_no_kinks(probe), tol)
 
 
 def _at_float32(
