@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck.douts import Douts, check_backward_arity, digest
-from gradcheck.sandbox import Sandbox, Snapshot, walk
+from gradcheck.sandbox import Sandbox, Snapshot, loss_of, walk
 from gradcheck.state import InitialState, is_stateful, set_initial_state
 from gradcheck.subjects import Subject
 
@@ -152,7 +152,7 @@ def run(
         for d, o in zip(douts.arrays, outs, strict=False)
     )
     evaluate = box.loss_function(douts.arrays, douts.scalar)
-    L0 = _loss(douts, out)
+    L0 = loss_of(douts.arrays, douts.scalar)(out)
     noise = _NOISE_FACTOR * _EPS64 * (scale + abs(L0)) / eps
     nondeterminism = global_draws.used()
     out_digest = digest(out)
@@ -263,14 +263,6 @@ def _stand_in(g: Any) -> Any:
     if not isinstance(g, np.ndarray):
         return g
     return np.broadcast_to(np.zeros((), dtype=g.dtype), g.shape)
-
-
-def _loss(douts: Douts, out: Any) -> float:
-    if douts.scalar:
-        return douts.arrays[0] * float(out)
-    if isinstance(out, tuple):
-        return float(sum(np.vdot(d, o) for d, o in zip(douts.arrays, out, strict=True)))
-    return float(np.vdot(douts.arrays[0], out))
 
 
 def _checked_output(name: str, out: Any) -> Any:
