@@ -113,7 +113,7 @@ class Douts:
             return
         given, state = self._redraw
         if given is None:
-            again = np.random.Generator(type(np.random.default_rng().bit_generator)())
+            again = np.random.Generator(np.random.PCG64())  # (default_rng's bit generator)
             again.bit_generator.state = state
             given = [again.standard_normal(np.shape(d)) for d in self.arrays]
         self.arrays = [np.array(d, dtype=np.float64) for d in given]
