@@ -18,6 +18,7 @@ from gradcheck.cli import main
 from gradcheck.limits import CAN_INTERRUPT
 from gradcheck.results import case_record, schema
 from gradcheck.runner import collect_cases, run_case
+from tests.test_cli import _Terminal
 
 #: the module (``gradcheck.check`` as an attribute is the function of that name)
 check_module = importlib.import_module("gradcheck.check")
@@ -202,20 +203,6 @@ def test_progress_inside_a_check_reaches_on_progress(risky):
     run_case(_case("last_fine"), examples=1, on_progress=lambda d, t: seen.append((d, t)))
     assert seen and [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert all(0 < d <= t for d, t in seen)
-
-
-class _Terminal:
-    def __init__(self):
-        self.text = ""
-
-    def write(self, text):
-        self.text += text
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return True
 
 
 def test_progress_line_moves_inside_a_check(risky, monkeypatch):
