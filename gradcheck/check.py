@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from gradcheck import analytic, contract, gradients
-from gradcheck.compare import RTOL32, STEP32
+from gradcheck.blocks import BLOCK
 from gradcheck.conventions import function, loss, pair
+from gradcheck.differences import RTOL32, STEP32
 from gradcheck.options import Settings
 from gradcheck.report import Report
 from gradcheck.sandbox import Sandbox, run_sharing_arrays, sandbox
@@ -195,16 +196,17 @@ def _settings(options: dict[str, Any]) -> Settings:
 def _progress_reporter(
     progress: Progress, subject: Subject, arrays: tuple, settings: Settings
 ) -> Callable[[int], None]:
-    """``progress(done, total)`` with total an estimate of the forward evaluations: 2 per
-    element differenced (or per direction), plus the probe, analytic and contract calls."""
+    """``progress(done, total)`` with total an estimate of the forward evaluations: 4 per
+    element (full) or block (auto), 2 per direction (fast), plus the probe, the noise
+    measurement, the analytic and contract calls."""
     sizes = [x.size for x, c in zip(arrays, subject.checked, strict=True) if c]
     sizes += [p.size for p in subject.layer.params]
     per_tensor = {
-        "full": lambda n: n,
-        "fast": lambda n: settings.projections,
-        "auto": lambda n: n if n <= settings.max_elements else settings.max_elements + 2,
+        "full": lambda n: 4 * n,
+        "fast": lambda n: 2 * settings.projections,
+        "auto": lambda n: 4 * -(-n // BLOCK),
     }[settings.mode]
-    total = 2 * sum(per_tensor(n) for n in sizes) + 12
+    total = sum(per_tensor(n) for n in sizes) + 19
 
     def report(done: int) -> None:
         progress(done, max(total, done))

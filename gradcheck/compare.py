@@ -2,27 +2,36 @@
 
 Each checked quantity (a float input, a parameter, the initial state ``dh``/``dc``) is a
 :class:`Target`: the float64 array the differences perturb in place and the analytic gradient.
-``full`` mode differences every element; ``fast`` mode projects on random directions
-(:mod:`gradcheck.projections`); ``auto`` does every element up to ``max_elements`` and beyond
-that a sample of elements plus projections. Elements whose one-sided slopes disagree are
-suspected kinks (non-differentiable points), re-measured with a smaller step before they are
-excused; a wrong gradient's pattern is named (:func:`gradcheck.report.describe_pattern`).
+``full`` mode differences every element; ``auto`` covers every element by blocked projections,
+bisected where they disagree (:mod:`gradcheck.blocks`); ``fast`` mode projects on random
+directions (:mod:`gradcheck.projections`). ``auto`` and ``full`` take error-estimated
+differences (:func:`measure`: two steps, extrapolated); a value the larger step cannot be
+trusted for (a kink or a NaN within it) is taken again at ``eps`` (:func:`second_look`).
+Elements whose one-sided slopes disagree are suspected kinks (non-differentiable points),
+re-measured with a smaller step before they are excused; a wrong gradient's pattern is named
+(:func:`gradcheck.report.describe_pattern`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from gradcheck.differences import (
+    Probe,
+    Tolerance,
+    measure,
+    plain_tolerance,
+    remembered,
+    second_look,
+)
 from gradcheck.numerical import numerical_gradient
 from gradcheck.options import Settings
 from gradcheck.report import MAX_KEPT, Entry, describe_pattern
 
-__all__ = ["Findings", "Probe", "Target", "Tolerance", "check_target", "merge", "remembered"]
+__all__ = ["CHUNK", "Findings", "Target", "check_target", "compare_elements", "merge", "within"]
 
 #: At most this many suspected kinks per gradient are re-measured with a 10x smaller step.
 _MAX_REFINED = 64
@@ -42,108 +51,6 @@ class Target:
     is_param: bool = False
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """When a numeric value agrees with an analytic one:
-    ``|a - n| <= atol + noise + rtol * max(|a|, |n|)``."""
-
-    atol: float
-    rtol: float
-    noise: float
-
-    def allowed(self, a: np.ndarray, n: np.ndarray) -> np.ndarray:
-        return self.atol + self.noise + self.rtol * np.maximum(np.abs(a), np.abs(n))
-
-    def relative(self, a: np.ndarray, n: np.ndarray) -> np.ndarray:
-        floor = (self.atol + self.noise) / self.rtol if self.rtol > 0 else 1e-300
-        return np.abs(a - n) / np.maximum(np.maximum(np.abs(a), np.abs(n)), floor)
-
-    def all_agree(self, a: np.ndarray, n: np.ndarray) -> tuple[list[float], list[float]] | None:
-        """The absolute and relative errors of each value when every numeric value is finite
-        and within :meth:`allowed` of its analytic one, else None. :meth:`allowed` and
-        :meth:`relative` in plain floats, operation for operation: for the two or so
-        directions per tensor a dozen tiny numpy calls cost more than the rest."""
-        base, rtol = self.atol + self.noise, self.rtol
-        floor = base / rtol if rtol > 0 else 1e-300
-        errors, relative = [], []
-        for x, y in zip(a.tolist(), n.tolist(), strict=True):
-            error, big = abs(x - y), max(abs(x), abs(y))
-            if not math.isfinite(y) or error > base + rtol * big:
-                return None
-            errors.append(error)
-            relative.append(error / max(big, floor))
-        return (errors, relative) if errors else None
-
-
-#: float32's machine epsilon, and what follows from it for a layer computing in float32:
-_EPS32 = float(np.finfo(np.float32).eps)
-#: the larger of the two steps of float32 differences: Richardson extrapolation over steps h
-#: and h/2 leaves an error of order h**4, which balances the rounding eps32/h at eps32**(1/5)
-STEP32 = _EPS32**0.2
-#: the analytic gradient's own float32 rounding, accumulated over a few thousand operations
-RTOL32 = _EPS32**0.5
-
-
-@dataclass(frozen=True)
-class Probe:
-    """What the comparison evaluates: ``evaluate()`` is L after a restore, ``L0`` its value at
-    the unperturbed point, ``eps`` the step. ``float32_inside``: the subject computes in float32
-    inside, so differences are taken at :data:`STEP32` and half of it and extrapolated, each
-    with its error estimate (:func:`measure`)."""
-
-    evaluate: Callable[[], float]
-    L0: float
-    eps: float
-    rng: np.random.Generator
-    float32_inside: bool = False
-    excuse_kinks: bool = True  # False: rounding noise at a float64 step is no kink (strict)
-    cache: dict | None = None  # finite differences kept across checks of one forward
-
-
-def remembered(probe: Probe, key: tuple, compute: Callable[[], Any]) -> Any:
-    """``compute()`` (finite differences), kept in ``probe.cache`` under ``key`` when the probe
-    has a cache. Saves every forward of a check whose forward, inputs, params and seed are
-    those of an earlier one (the mutants of :mod:`gradcheck.mutation` change only backward):
-    the same differences would be taken again. ``key`` names the array, the elements or
-    directions, and the step; ``L0`` is added, so a different forward never hits."""
-    if probe.cache is None:
-        return compute()
-    full = (probe.L0, *key)
-    hit = probe.cache.get(full)
-    if hit is None:
-        hit = probe.cache[full] = compute()
-    return hit
-
-
-@dataclass(frozen=True)
-class Measured:
-    """Numeric derivatives at some elements or directions: ``central``, the one-sided slopes
-    ``left``/``right``, the estimated ``error`` of each central value (0 in float64, where the
-    tolerance's noise term covers rounding) and, in float32, ``kinks``: where the jump between
-    the one-sided slopes does not shrink with the step (a kink, not curvature)."""
-
-    central: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
-    error: np.ndarray | float = 0.0
-    kinks: np.ndarray | None = None
-
-
-def measure(probe: Probe, differences: Callable[[float], Any]) -> Measured:
-    """``differences(step)`` (a :class:`~gradcheck.numerical.Differences`) at the probe's step;
-    in float32, at :data:`STEP32` and half of it, extrapolated (Richardson: the h**2 terms
-    cancel), with ``|D(h) - D(h/2)|`` as the error estimate."""
-    if not probe.float32_inside:
-        d = differences(probe.eps)
-        return Measured(d.central, d.left, d.right)
-    big, small = differences(STEP32), differences(STEP32 / 2)
-    central = (4 * small.central - big.central) / 3
-    error = np.abs(big.central - small.central)
-    jump_big, jump_small = np.abs(big.left - big.right), np.abs(small.left - small.right)
-    kinks = jump_small > 0.75 * jump_big  # curvature halves the jump with the step
-    return Measured(central, small.left, small.right, error, kinks)
-
-
 @dataclass
 class Findings:
     """What the comparison learnt beyond its entries: gradients with NaN/Inf values, and the
@@ -158,7 +65,8 @@ def check_target(
     t: Target, probe: Probe, tol: Tolerance, settings: Settings, findings: Findings
 ) -> Entry:
     """The entry of one quantity."""
-    from gradcheck.projections import compare_directions  # (fast mode's half of the job)
+    from gradcheck.blocks import compare_blocks  # (auto mode)
+    from gradcheck.projections import compare_directions  # (fast mode)
 
     shape = tuple(t.array.shape)
     entry = Entry(t.name, "gradient", "ok", shape=shape, label=t.label)
@@ -177,14 +85,13 @@ def check_target(
     analytic = analytic.astype(np.float64, copy=False)
     if np.may_share_memory(analytic, t.array):  # a gradient that is the array perturbed
         analytic = analytic.copy()
-    n, mode = t.array.size, settings.mode
+    mode = settings.mode
     compared = []
-    if mode == "full" or (mode == "auto" and n <= settings.max_elements):
+    if mode == "full":
         compared.append(compare_elements(t, analytic, None, probe, tol, findings))
+    elif mode == "auto":
+        compared.append(compare_blocks(t, analytic, probe, tol, settings, findings))
     else:
-        if mode == "auto":
-            idx = np.sort(probe.rng.choice(n, size=settings.max_elements, replace=False))
-            compared.append(compare_elements(t, analytic, idx, probe, tol, findings))
         compared.append(compare_directions(t, analytic, probe, tol, settings, findings))
     entry = merge(entry, compared)
     if misshapen:  # both facts: the shape, and whether the values (reshaped) agree
@@ -237,7 +144,11 @@ def compare_elements(
                 ),
             ),
         )
-        a, n = flat_analytic[idx], d.central
+        a = flat_analytic[idx]
+        shaky = None
+        if probe.estimated and not probe.float32_inside:
+            d, shaky = second_look(t, a, idx, d, probe, tol)
+        n = d.central
         numeric[lo:hi] = n
         finite_a = np.isfinite(a)
         finite = finite_a & np.isfinite(n)
@@ -246,10 +157,13 @@ def compare_elements(
         bad = ~finite | (err > allowed)
         suspect = bad & finite & within(a, d.left, d.right, allowed)
         suspect &= np.abs(d.left - d.right) > allowed
+        if shaky is not None:  # only where the second look was plain can it be a kink
+            suspect &= shaky
         if d.kinks is not None:  # float32: already told from curvature by two steps
             suspect &= d.kinks
         elif suspect.any():
-            suspect = _refine_kinks(t, a, idx, suspect, d.left, d.right, probe, tol, votes)
+            plain = tol if shaky is None else plain_tolerance(probe, tol)
+            suspect = _refine_kinks(t, a, idx, suspect, d.left, d.right, probe, plain, votes)
         kink[lo:hi] = suspect
         undefined[lo:hi] = finite_a & ~finite  # analytic fine, numeric NaN/Inf
         wrong[lo:hi] = bad & ~suspect & ~undefined[lo:hi]

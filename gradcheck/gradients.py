@@ -11,13 +11,24 @@ nothing, or only against an empty output, fails. Each quantity itself is compare
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
 
 from gradcheck import analytic
-from gradcheck.compare import RTOL32, STEP32, Findings, Probe, Target, Tolerance, check_target
+from gradcheck.compare import Findings, Target, check_target
+from gradcheck.differences import (
+    NOISE_SIGMAS,
+    RTOL32,
+    STEP32,
+    STEP64,
+    Probe,
+    Tolerance,
+    remembered,
+)
 from gradcheck.douts import digest
+from gradcheck.numerical import noise_level
 from gradcheck.options import Settings
 from gradcheck.precision import float32_inside
 from gradcheck.report import Entry
@@ -27,6 +38,7 @@ from gradcheck.subjects import Subject
 __all__ = ["run"]
 
 _EPS32 = float(np.finfo(np.float32).eps)
+_EPS64 = float(np.finfo(np.float64).eps)
 
 
 def run(
@@ -39,7 +51,7 @@ def run(
 ) -> tuple[list[Entry], analytic.Observations]:
     """The gradient rows, and the observations with what the comparison found (and without
     the analytic gradients, which the contract checks need not hold). ``cache``: finite
-    differences kept across checks of the same forward (:func:`gradcheck.compare.remembered`)."""
+    differences kept across checks of the same forward (:func:`gradcheck.differences.remembered`)."""
     targets = _targets(box, subject, obs)
     movable = [t for t in targets if t.array.size]
     tol = Tolerance(settings.atol, settings.rtol, obs.noise)
@@ -57,6 +69,8 @@ def run(
     found_before = precision is not None
     if found_before:
         probe, tol = _judging_float32(probe, tol, obs, lenient)
+    elif settings.mode != "fast":
+        probe, tol = _estimated(probe, tol, movable, obs)
     findings = Findings()
     entries = [check_target(t, probe, tol, settings, findings) for t in targets]
     if precision is None and settings.mode == "fast":  # (after the projections, with their help)
@@ -123,7 +137,7 @@ def _at_float32(
     probe: Probe, tol: Tolerance, obs: analytic.Observations
 ) -> tuple[Probe, Tolerance]:
     """The probe and tolerance of float32 precision: differences at :data:`STEP32` and half of
-    it, extrapolated, each with its error estimate (:func:`gradcheck.compare.measure`); an
+    it, extrapolated, each with its error estimate (:func:`gradcheck.differences.measure`); an
     analytic gradient may be off by float32 rounding over a few thousand operations
     (:data:`RTOL32`), the loss by float32 rounding of its terms, divided by the step."""
     noise = _EPS32 * obs.loss_scale / STEP32
@@ -131,6 +145,29 @@ def _at_float32(
         dataclasses.replace(probe, float32_inside=True),
         Tolerance(tol.atol, max(tol.rtol, RTOL32), noise),
     )
+
+
+def _estimated(
+    probe: Probe, tol: Tolerance, movable: list[Target], obs: analytic.Observations
+) -> tuple[Probe, Tolerance]:
+    """The probe and tolerance of error-estimated float64 differences (``auto`` and ``full``):
+    steps :data:`STEP64` and half of it, extrapolated, and a noise term made of the loss's
+    rounding as measured here (:func:`gradcheck.numerical.noise_level`, 7 forwards; at least
+    one rounding of L0 itself), :data:`NOISE_SIGMAS` deep, divided by the step. Plain
+    differences (no measured noise) when the loss is NaN/Inf that close to the point."""
+    seed = int(probe.rng.integers(2**62))
+    names = tuple(t.name for t in movable)
+    sigma = remembered(
+        probe,
+        ("noise level", names, seed),
+        lambda: noise_level(probe.evaluate, [t.array for t in movable], seed, f0=probe.L0),
+    )
+    if not math.isfinite(sigma):
+        return probe, tol
+    sigma = max(sigma, _EPS64 * abs(obs.L0))
+    noise = NOISE_SIGMAS * sigma / STEP64
+    estimated = dataclasses.replace(probe, estimated=True, eps_noise=tol.noise)
+    return estimated, Tolerance(tol.atol, tol.rtol, noise)
 
 
 def _no_kinks(probe: Probe) -> Probe:

@@ -88,7 +88,8 @@ def heatmap_data(entry: Entry) -> np.ndarray:
     axis runs along the columns. NaN where an element was not compared (a kink).
 
     Raises ValueError for an entry that keeps no errors (it passed, or was compared on a
-    sample of elements or on random directions, or has more than MAX_KEPT elements)."""
+    blocks bisected to one element or on random directions, or has more than MAX_KEPT
+    elements)."""
     if entry.errors is None:
         raise ValueError(f"{entry.label or entry.name}: no heatmap: {why_no_heatmap(entry)}")
     return _as_2d(entry.errors, _layout(entry.errors.shape, entry.pattern))
@@ -108,8 +109,8 @@ def why_no_heatmap(entry: Entry) -> str:
     if size > MAX_KEPT:
         return f"{size:,} elements, more than the {MAX_KEPT:,} whose values are kept"
     return (
-        "compared on a sample of elements or on random directions, not element by element; "
-        "mode='full' compares every element"
+        "compared in blocks bisected to one element or on random directions, not element by "
+        "element; mode='full' compares every element on its own"
     )
 
 

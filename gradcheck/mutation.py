@@ -1,7 +1,7 @@
 """Does the check catch bugs? Typical backward bugs injected, and what the settings catch.
 
 A passing check says no mismatch was found at its settings, not that a bug would have been:
-fast mode, ``auto``'s sampled elements, a loose ``rtol`` or tiny drawn shapes can pass a wrong
+fast mode, ``auto``'s blocks, a loose ``rtol`` or tiny drawn shapes can pass a wrong
 backward. Here each *mutant* is the subject's layer behind a thin wrapper: forward is the
 layer's own; backward calls the layer's backward, then breaks one thing in a typical way (the
 catalogue, :data:`BUG_CLASSES`) in what it returned (an input gradient), wrote (``grads[k]``,
@@ -10,9 +10,9 @@ whole pipeline (sandbox, gradients, contract) under the check's own settings and
 its report fails; the score is the share caught.
 
 Cheap: a mutant changes only backward, so every forward evaluation of its check is one the
-unmutated check of the same example made (same inputs, params, seed, so the same sampled
+unmutated check of the same example made (same inputs, params, seed, so the same blocks and
 elements and directions). Those finite differences are taken once and remembered
-(:func:`gradcheck.compare.remembered`); and a mutant whose gradient rows already fail is not
+(:func:`gradcheck.differences.remembered`); and a mutant whose gradient rows already fail is not
 run again for its contract rows.
 
     score = gradcheck.mutation_score(layer, x, mode="fast")
@@ -162,11 +162,10 @@ def _why_missed(m: mutants.Mutant, report: Report, settings: Settings) -> str:
     within = f"within rtol={settings.rtol:g} (max rel err of {name} {e.max_rel_error:.1e})"
     if m.bug_class == "scaled":
         return f"a relative error of δ={m.delta:g} is {within}"
-    if "sampled elements" in e.message:
+    if e.message.startswith("blocks"):
         return (
-            f"auto mode sampled {settings.max_elements:,} of {size:,} elements of {name} and "
-            f"missed the wrong one(s); its {settings.projections} random directions agree "
-            f"{within}"
+            f"auto mode's blocks of {name} ({size:,} elements) agree {within} of each block's "
+            "size: an error below the blocks' resolution (docs/auto-mode.md)"
         )
     if e.message.startswith("projections"):
         return f"fast mode's {settings.projections} random directions of {name} agree {within}"
@@ -228,7 +227,7 @@ def _score(case: str, tally: _Tally, settings: dict[str, Any], seconds: float) -
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
     """The check options, validated, with a fixed seed (a fresh seed per check would give
-    every mutant other douts and samples)."""
+    every mutant other douts and directions)."""
     settings = Settings.of(options)
     if settings.seed is None:
         options = {**options, "seed": int(np.random.default_rng().integers(2**31))}

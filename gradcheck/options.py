@@ -41,14 +41,21 @@ class Settings:
     """What one check runs under; validated on construction (``Settings(eps=0)`` raises
     ``ValueError: eps=0 must be > 0; try eps=1e-6``).
 
-    eps: finite-difference step; rtol, atol: an element passes when
-      ``|analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|) + noise``, where noise
-      is the rounding of the loss divided by the step.
-    mode: "full" every element; "fast" ``projections`` random directions per tensor; "auto"
-      full up to ``max_elements`` per tensor, beyond that ``max_elements`` sampled elements plus
-      ``projections`` directions.
-    seed: seeds dout, the random initial state and the sampled elements (None: a fresh one,
-      shown in the report).
+    eps: the finite-difference step of ``fast`` mode and of second looks at kinks; ``auto`` and
+      ``full`` take error-estimated differences at their own steps (``differences.STEP64``).
+    rtol, atol: a numeric value passes when
+      ``|analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|) + noise + error``, where
+      noise is the rounding of the loss divided by the step (measured, in ``auto`` and
+      ``full``) and error the estimated error of the difference itself; atol=0 leaves the
+      absolute floor to those two.
+    mode: "auto" every element, in blocks of up to ``blocks.BLOCK`` measured along one
+      direction each and bisected where they disagree; "full" every element on its own; "fast"
+      ``projections`` random directions per tensor.
+    seed: seeds dout, the random initial state and the directions (None: a fresh one, shown
+      in the report).
+    max_elements: in "auto", a tensor of at most this many elements whose blocks disagree is
+      compared element by element, so that the pattern of its wrong elements is named; a
+      larger one is bisected down to its first wrong element.
     contract: False skips every contract check; skip: contract checks to leave out, by the
       names the report prints (:data:`CONTRACT_CHECKS`).
     dtype: "lenient" judges a subject that computes in float32 inside (hard-coded float32
@@ -59,7 +66,7 @@ class Settings:
 
     eps: float = 1e-6
     rtol: float = 1e-5
-    atol: float = 1e-8
+    atol: float = 0.0
     mode: str = "auto"
     seed: int | None = 0
     max_elements: int = 1000
@@ -71,7 +78,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         __tracebackhide__ = True
-        for name, fix in (("eps", "1e-6"), ("rtol", "1e-5"), ("atol", "1e-8")):
+        for name, fix in (("eps", "1e-6"), ("rtol", "1e-5"), ("atol", "0")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
                 raise TypeError(f"{name}={value!r} must be a number; try {name}={fix}")
@@ -82,11 +89,9 @@ class Settings:
             raise ValueError(f"eps={self.eps:g} must be > 0; try eps=1e-6")
         if self.eps > 0.1:
             raise ValueError(f"eps={self.eps:g} is too large for a derivative; try eps=1e-6")
-        for name, fix in (("rtol", "1e-5"), ("atol", "1e-8")):
+        for name, fix in (("rtol", "1e-5"), ("atol", "0")):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name):g} must be >= 0; try {name}={fix}")
-        if self.rtol == 0 and self.atol == 0:
-            raise ValueError("rtol=0 and atol=0 accept no rounding at all; try rtol=1e-5")
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} must be one of {MODES}; try mode='auto'")
         seed = self.seed
@@ -226,8 +231,9 @@ OPTIONS: tuple[Option, ...] = (
         "mode",
         str,
         Settings.mode,
-        "which elements to difference: full (every one), fast (a few random projections), "
-        "auto (full for small tensors, sampled elements plus projections beyond a size budget)",
+        "how the gradients are compared: auto (every element, in blocks along random "
+        "directions, bisected where they disagree), full (every element on its own), fast (a "
+        "few random projections)",
         choices=MODES,
     ),
     Option(
@@ -255,7 +261,7 @@ OPTIONS: tuple[Option, ...] = (
         "atol",
         _setting("atol", float),
         None,
-        "absolute tolerance of each gradient",
+        "absolute tolerance of each gradient, beyond the measured noise",
         metavar="FLOAT",
     ),
     Option("eps", _setting("eps", float), None, "finite-difference step", metavar="FLOAT"),
@@ -283,5 +289,6 @@ def describe(settings: Mapping[str, Any]) -> str:
         value = settings.get(option.name)
         if value is None:
             value = _checker_default(option.name)
-        parts.append(f"{option.name}={value}")
+        shown = f"{value:g}" if isinstance(value, float) else value
+        parts.append(f"{option.name}={shown}")
     return " ".join(parts)

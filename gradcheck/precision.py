@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcheck.compare import Probe, Target, remembered
+from gradcheck.compare import Target
+from gradcheck.differences import Probe, remembered
 from gradcheck.numerical import directional_derivative, dot
 from gradcheck.projections import directions
 

@@ -12,18 +12,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from gradcheck.compare import (
-    Findings,
-    Measured,
-    Probe,
-    Target,
-    Tolerance,
-    measure,
-    nonfinite_name,
-    remembered,
-    undefined_message,
-    within,
-)
+from gradcheck.compare import Findings, Target, nonfinite_name, undefined_message, within
+from gradcheck.differences import Measured, Probe, Tolerance, measure, remembered
 from gradcheck.numerical import (
     Differences,
     directional_derivative,
@@ -34,7 +24,7 @@ from gradcheck.numerical import (
 from gradcheck.options import Settings
 from gradcheck.report import Entry
 
-__all__ = ["compare_directions", "directions"]
+__all__ = ["compare_directions", "directions", "nonfinite_entry"]
 
 #: At most this many pieces per tensor when a projection is split to get around kinks.
 _MAX_BISECTIONS = 48
@@ -109,22 +99,8 @@ def _judge(
     entry.message = f"projections: {len(n)} random directions <grad, v>"
     flat_analytic = analytic.reshape(-1)
     if not np.all(np.isfinite(a)):  # a NaN/Inf element: blame it directly, by its index
-        flat_k = int(np.argmax(~np.isfinite(flat_analytic)))
-        count_bad = int(np.count_nonzero(~np.isfinite(flat_analytic)))
-        entry.status = "mismatch"
-        entry.index = tuple(int(i) for i in np.unravel_index(flat_k, analytic.shape))
-        entry.analytic = float(flat_analytic[flat_k])
-        one = numerical_gradient(
-            probe.evaluate, t.array, eps=probe.eps, indices=[flat_k], f0=probe.L0
-        )
-        entry.numeric = float(one.central[0])
-        entry.max_abs_error = entry.max_rel_error = np.inf
+        entry = nonfinite_entry(entry, t, analytic, probe, findings)
         entry.checked, entry.wrong = len(n), int(np.count_nonzero(~np.isfinite(a)))
-        entry.message += (
-            f"; analytic gradient is {nonfinite_name(entry.analytic)} at {list(entry.index)}"
-            + (f" ({count_bad} non-finite elements)" if count_bad > 1 else "")
-        )
-        findings.nonfinite.append(t.name)
         return entry
     agreed = None if probe.float32_inside else tol.all_agree(a, n)
     if agreed is not None:  # the usual case, in plain floats: the same values as below
@@ -198,6 +174,29 @@ def _judge(
             f"; {len(kinks)} element(s) at a non-differentiable point, not compared; "
             "the directions split around them agree"
         )
+    return entry
+
+
+def nonfinite_entry(
+    entry: Entry, t: Target, analytic: np.ndarray, probe: Probe, findings: Findings
+) -> Entry:
+    """``entry`` failed on an analytic gradient with NaN/Inf values, blamed by the index of
+    the first (with the numeric value there), without comparing anything else."""
+    flat_analytic = analytic.reshape(-1)
+    flat_k = int(np.argmax(~np.isfinite(flat_analytic)))
+    count_bad = int(np.count_nonzero(~np.isfinite(flat_analytic)))
+    entry.status = "mismatch"
+    entry.index = tuple(int(i) for i in np.unravel_index(flat_k, analytic.shape))
+    entry.analytic = float(flat_analytic[flat_k])
+    one = numerical_gradient(probe.evaluate, t.array, eps=probe.eps, indices=[flat_k], f0=probe.L0)
+    entry.numeric = float(one.central[0])
+    entry.max_abs_error = entry.max_rel_error = np.inf
+    entry.wrong = count_bad
+    entry.message += (
+        f"; analytic gradient is {nonfinite_name(entry.analytic)} at {list(entry.index)}"
+        + (f" ({count_bad} non-finite elements)" if count_bad > 1 else "")
+    )
+    findings.nonfinite.append(t.name)
     return entry
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from gradcheck import check_layer
-from gradcheck.compare import CHUNK, Tolerance
+from gradcheck.compare import CHUNK
+from gradcheck.differences import Tolerance
 from gradcheck.fingerprints import SLICE, fingerprint, scaled
 from gradcheck.numerical import DOT_SLICE, dot, uniform_int16
 from gradcheck.sandbox import run_sharing_arrays

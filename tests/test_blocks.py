@@ -1,0 +1,172 @@
+"""Auto mode's blocked projections: every element covered, a wrong one pinned by bisection.
+
+Each check has its negative control (a layer with a bug it must catch, and where) and its
+positive one (the correct layer, which must pass).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gradcheck import check_layer
+from gradcheck.blocks import BLOCK, block_bounds, weights
+from gradcheck.numerical import noise_level
+from layers import Affine, ReLU
+
+
+def _entry(report, name):
+    (entry,) = [e for e in report.entries if e.name == name]
+    return entry
+
+
+def _big_affine(cls=Affine, seed=0, N=3, D=70, H=80):
+    """An affine layer whose W (5,600 elements) takes two blocks."""
+    rng = np.random.default_rng(seed)
+    return cls(rng.standard_normal((D, H)), rng.standard_normal(H)), rng.standard_normal((N, D))
+
+
+def _one_wrong(index, delta):
+    class OneWrong(Affine):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.grads[0][index] *= 1 + delta  # BUG in one element
+            return dx
+
+    return OneWrong
+
+
+def test_blocks_cut_a_tensor_into_near_equal_pieces_of_at_most_BLOCK():
+    bounds = block_bounds(2 * BLOCK + 1)
+    assert list(bounds[[0, -1]]) == [0, 2 * BLOCK + 1] and len(bounds) == 4
+    assert np.diff(bounds).max() <= BLOCK and np.ptp(np.diff(bounds)) <= 1
+    assert list(block_bounds(5)) == [0, 5]
+
+
+def test_weights_are_never_near_zero_and_the_same_for_the_same_seed():
+    w = weights(3, 10_000)
+    assert np.all((np.abs(w) >= 1) & (np.abs(w) < 2))
+    assert 0.45 < np.mean(w > 0) < 0.55
+    np.testing.assert_array_equal(w, weights(3, 10_000))
+    assert not np.array_equal(w, weights(4, 10_000))
+
+
+def test_a_correct_big_layer_passes_with_every_element_covered_in_few_forwards():
+    layer, x = _big_affine()
+    report = check_layer(layer, x, contract=False)
+    assert report.passed, report
+    w = _entry(report, "W")
+    assert w.checked == 70 * 80 and "2 block(s)" in w.message
+    # 4 forwards per block (x, W: 2, b), the noise measurement (7), probe and analytic pass
+    assert report.forward_calls <= 4 * 4 + 7 + 6
+
+
+def test_one_wrong_element_in_a_big_tensor_is_pinned_with_both_values():
+    good, x = _big_affine()
+    expected = good.params[0].copy()
+    good.forward(x)
+    good.backward(np.ones((3, 80)))  # (the true gradient is what a check's dout gives; only
+    layer, x = _big_affine(_one_wrong((41, 17), 1e-2))  # its index and ratio are asserted)
+    del expected
+    report = check_layer(layer, x, contract=False)
+    w = _entry(report, "W")
+    assert w.status == "mismatch" and w.index == (41, 17), report
+    assert "bisected to one element" in w.message
+    assert w.analytic == pytest.approx(w.numeric * (1 + 1e-2), rel=1e-6)
+    assert _entry(report, "b").passed and _entry(report, "input[0]").passed
+
+
+def test_bisection_costs_a_few_forwards_per_halving_not_per_element():
+    layer, x = _big_affine(_one_wrong((3, 5), 0.5))
+    report = check_layer(layer, x, contract=False)
+    assert _entry(report, "W").index == (3, 5)
+    halvings = math.ceil(math.log2(BLOCK))
+    assert report.forward_calls <= 4 * 4 + 7 + 6 + 8 * halvings
+
+
+def test_a_wrong_pattern_in_a_small_tensor_is_named_element_by_element():
+    class ScaledDW(Affine):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.grads[0] *= 2  # BUG: every element of dW twice too large
+            return dx
+
+    rng = np.random.default_rng(1)
+    layer = ScaledDW(rng.standard_normal((4, 5)), rng.standard_normal(5))
+    w = _entry(check_layer(layer, rng.standard_normal((3, 4)), contract=False), "W")
+    assert w.status == "mismatch" and w.wrong == 20
+    assert "off by a constant factor" in w.pattern and "1 of 1 blocks disagree" in w.message
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_errors_of_a_pattern_do_not_cancel_along_the_weights(seed):
+    """A transposed 3x3 gradient: along plain random signs the errors cancel whenever the signs
+    happen to be symmetric (1 draw in 8); along weights of random sizes they never do."""
+
+    class Transposed(Affine):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.grads[0][...] = self.grads[0].T.copy()  # BUG: dW transposed
+            return dx
+
+    rng = np.random.default_rng(seed)
+    layer = Transposed(rng.standard_normal((3, 3)), rng.standard_normal(3))
+    report = check_layer(layer, rng.standard_normal((2, 3)), seed=seed, contract=False)
+    assert _entry(report, "W").status == "mismatch"
+
+
+def test_kinks_within_the_step_are_split_around_not_blamed():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3000))
+    # within the step of the extrapolated differences (but not of eps), and exactly at the kink
+    x[0, :40] = rng.choice([-1, 1], 40) * rng.uniform(2e-5, 3e-4, 40)
+    x[1, 7] = 0.0
+    report = check_layer(ReLU(), x)
+    assert report.passed, report
+    assert _entry(report, "input[0]").status in ("ok", "kink")
+
+
+def test_a_wrong_mask_among_kinks_is_still_caught():
+    class LeakyBug(ReLU):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            dx.reshape(-1)[4321] = dout.reshape(-1)[4321] * 0.5  # BUG in one element
+            return dx
+
+    rng = np.random.default_rng(3)
+    x = np.abs(rng.standard_normal((2, 3000))) + 0.1
+    x[0, :40] = rng.choice([-1, 1], 40) * rng.uniform(2e-5, 3e-4, 40)
+    entry = _entry(check_layer(LeakyBug(), x), "input[0]")
+    assert entry.status == "mismatch" and entry.index == (1, 4321 - 3000)
+
+
+def test_a_nan_in_a_big_gradient_is_named_by_its_index():
+    class NaNGradient(Affine):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.grads[0][60, 2] = np.nan  # BUG
+            return dx
+
+    layer, x = _big_affine(NaNGradient)
+    w = _entry(check_layer(layer, x, contract=False), "W")
+    assert w.status == "mismatch" and w.index == (60, 2) and "NaN" in w.message
+
+
+def test_noise_level_measures_the_rounding_it_is_given():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(50)
+    sigma = 1e-9
+
+    def noisy():  # a smooth function plus noise of a known standard deviation
+        seed = int(np.frombuffer(x.tobytes(), dtype=np.uint64).sum() % (2**63))
+        return float(np.sum(np.sin(x))) + sigma * np.random.default_rng(seed).standard_normal()
+
+    measured = noise_level(noisy, [x], seed=1, f0=noisy())
+    assert sigma / 4 < measured < 4 * sigma
+    smooth = noise_level(lambda: float(np.sum(np.sin(x))), [x], seed=1, f0=float(np.sum(np.sin(x))))
+    assert smooth < 1e-13  # float64 rounding, not the function's curvature
+    x0 = x.copy()
+    noise_level(noisy, [x], seed=1, f0=noisy())
+    np.testing.assert_array_equal(x, x0)  # put back bit for bit
