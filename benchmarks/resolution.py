@@ -24,10 +24,10 @@ check of the correct model and reused, and a δ check costs little more than one
 checks leave out the contract checks (``contract=False``; a scaled gradient element breaks no
 contract rule, so only the gradient rows can catch it).
 
-A full check costs two forwards per checked element, over a million for the seq2seq at H=256:
-a full row whose forwards would exceed ``--max-full-forwards`` (default 250,000) is not run. Its
-forward count is extrapolated from full checks of the same model at H=2 and H=4 (forwards =
-a * elements + b, fitted on the two) and its other cells read "not run".
+A full check costs at least two forwards per checked element, over a million for the seq2seq at
+H=256: a full row whose forwards would exceed ``--max-full-forwards`` (default 250,000) is not
+run. Its forward count is extrapolated from full checks of the same model at H=2 and H=4
+(forwards = a * elements + b, fitted on the two) and its other cells read "not run".
 
 The second table is the resolution that :func:`gradcheck.mutation_score` (the machinery of
 ``gradcheck --mutate``) reports at H=64 (``--mutation-size``): its "scaled" mutants multiply a

@@ -66,12 +66,14 @@ def test_resolution_table_has_its_columns_and_the_correct_models_pass(resolution
 
 
 def test_full_rows_beyond_the_budget_are_extrapolated_not_run(resolution, capsys):
-    argv = ["--models", "lstm", "--sizes", "3,5", "--modes", "full", "--percentiles", "50"]
-    assert resolution.main([*argv, "--max-full-forwards", "400", "--mutation-size", "0"]) == 0
+    # 74 and 7,218 elements: a budget of 3,000 forwards runs the first, whatever few forwards
+    # per element a full check takes, and not the second
+    argv = ["--models", "lstm", "--sizes", "2,40", "--modes", "full", "--percentiles", "50"]
+    assert resolution.main([*argv, "--max-full-forwards", "3000", "--mutation-size", "0"]) == 0
     out = capsys.readouterr().out
     small, large = _rows(out, "| model | H | mode | forwards")
     assert small[5] == "yes" and "extrapolated" not in small[3], out
     assert "(extrapolated)" in large[3] and large[4:] == ["not run"] * 3, out
-    assert "the extrapolation against full checks that ran: lstm H=3" in out
+    assert "the extrapolation against full checks that ran: lstm H=2" in out
     assert "δ ladders, down to the first δ missed:" in out
     assert "mutation_score" not in out
