@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck.compare import Findings, Target, compare_elements, undefined_message, within
-from gradcheck.differences import Probe, Tolerance, measure, plain_tolerance, remembered
+from gradcheck.differences import Probe, Tolerance, measure, remembered, second_look
 from gradcheck.numerical import (
     directional_derivative,
     numerical_gradient,
@@ -47,7 +47,7 @@ __all__ = ["BLOCK", "block_bounds", "compare_blocks", "weights"]
 #: The most elements one block holds: ``4 * ceil(n / BLOCK)`` forwards cover a tensor of n.
 BLOCK = 4096
 #: At most this many pieces per tensor are measured while bisecting.
-_MAX_PIECES = 64
+_MAX_PIECES = 96
 
 
 def block_bounds(size: int) -> np.ndarray:
@@ -113,7 +113,6 @@ class _Blocks:
         t, probe, tol = self.t, self.probe, self.tol
         g = self.flat[lo:hi]
         a = float(np.dot(g, u))
-        spread = float(np.linalg.norm(g * u))
 
         def along(step: float):
             if t.array.flags.c_contiguous:
@@ -128,7 +127,7 @@ class _Blocks:
         d = measure(probe, lambda step: remembered(probe, (*key, step), lambda: along(step)))
         n = float(d.central[0])
         error = float(np.broadcast_to(d.error, (1,))[0])
-        scale = max(abs(a), abs(n) if math.isfinite(n) else 0.0, spread)
+        scale = max(abs(a), abs(n) if math.isfinite(n) else 0.0)
         allowed = tol.atol + tol.noise + tol.rtol * scale + error
         # a kink within the step: one-sided slopes apart by more than noise, and not by less
         # at half the step (curvature halves the gap)
@@ -141,7 +140,7 @@ class _Blocks:
             # is split further
             plain = remembered(probe, (*key, probe.eps), lambda: along(probe.eps))
             n = float(plain.central[0])
-            scale = max(abs(a), abs(n) if math.isfinite(n) else 0.0, spread)
+            scale = max(abs(a), abs(n) if math.isfinite(n) else 0.0)
             allowed = tol.atol + probe.eps_noise + tol.noise + tol.rtol * scale
         return Piece(lo, hi, a, n, allowed, scale, shaky)
 
@@ -198,7 +197,8 @@ def _bisected(
     tol: Tolerance,
 ) -> Entry:
     """The entry of a large tensor whose ``failing`` blocks are bisected, one after the other,
-    until one element is found wrong (or every failing block turns out to hold kinks)."""
+    until one element is found wrong on its own (or none is: the blocks held kinks, or errors
+    each within its element's tolerance)."""
     t, shape = blocks.t, tuple(blocks.t.array.shape)
     kinks = wrong_blocks = 0
     undefined_at: tuple[int, ...] | None = None
@@ -215,9 +215,6 @@ def _bisected(
             wrong_blocks += 1
             found = leaf
             break
-        elif verdict == "unresolved":
-            wrong_blocks += 1
-            found = found or leaf
     failing_count = len(failing)
     entry.wrong, entry.kinks = wrong_blocks, kinks
     notes = [entry.message]
@@ -235,23 +232,20 @@ def _bisected(
         entry.max_rel_error = max(
             entry.max_rel_error, float(tol.relative(np.array(a), np.array(n)))
         )
-        if flat_k is not None:
-            entry.index = tuple(int(i) for i in np.unravel_index(flat_k, shape))
-            notes.append(
-                f"{failing_count} of {len(measured)} blocks disagree; bisected to one element"
-            )
-        else:
-            notes.append(
-                f"{failing_count} of {len(measured)} blocks disagree; bisection stopped after "
-                f"{_MAX_PIECES} pieces (values along the block's direction)"
-            )
-        if flat_k is not None and a == 0:
+        entry.index = tuple(int(i) for i in np.unravel_index(flat_k, shape))
+        notes.append(f"{failing_count} of {len(measured)} blocks disagree; bisected to one element")
+        if a == 0:
             entry.pattern = "zero where it should not be (analytic 0 at the wrong element)"
     elif kinks:
         entry.status = "kink"
         notes.append(
             f"{kinks} block(s) hold a non-differentiable point, not compared there; "
             "the pieces split around it agree"
+        )
+    else:  # (a block's disagreement alone never blames: no element was wrong on its own)
+        notes.append(
+            f"{failing_count} of {len(measured)} blocks disagreed by more than their tolerance, "
+            "but bisected, no element of them is wrong on its own"
         )
     entry.message = "; ".join(notes)
     return entry
@@ -260,66 +254,62 @@ def _bisected(
 def _bisect_block(
     blocks: _Blocks, block: int, piece: Piece, probe: Probe, tol: Tolerance
 ) -> tuple[str, tuple | None]:
-    """Split a disagreeing block until its pieces agree or are one element. Returns the verdict
-    ("ok", "kink", "undefined", "mismatch", or "unresolved" when the budget ran out on a clean
-    disagreement) and, for a mismatch, ``(flat index, analytic, numeric)`` of the element (the
-    element's own values, not scaled by the direction); for "unresolved", ``(None, a, n)`` of
-    the smallest clean disagreeing piece."""
+    """Split a disagreeing block until its pieces agree or are one element, and judge each such
+    element on its own (:func:`_element`). Returns the verdict: "mismatch" or "undefined" with
+    ``(flat index, analytic, numeric)`` of the element; "kink" when only kinks were found;
+    "ok" when every piece agreed in the end, or the budget ran out before any element was
+    found wrong (a block's disagreement alone never blames)."""
     pending = [piece]
     kink = False
-    smallest = None
     while pending:
         p = pending.pop()
         if p.agrees:
             continue
         if p.hi - p.lo == 1:
-            verdict, values = _leaf(blocks, block, p, probe, tol)
-            if verdict == "kink":
-                kink = True
-                continue
+            verdict, values = _element(blocks, p.lo, probe, tol)
             if verdict in ("mismatch", "undefined"):
                 return verdict, values
+            kink |= verdict == "kink"
             continue
-        if not p.shaky and (smallest is None or p.hi - p.lo < smallest.hi - smallest.lo):
-            smallest = p
         if blocks.pieces + 2 > _MAX_PIECES:
-            if smallest is not None:
-                return "unresolved", (None, smallest.analytic, smallest.numeric)
-            return "kink", None  # a kink the budget could not isolate
+            break
         mid = (p.lo + p.hi) // 2
         blocks.pieces += 2
         pending += [blocks.measure(block, mid, p.hi), blocks.measure(block, p.lo, mid)]
     return ("kink" if kink else "ok"), None
 
 
-def _leaf(blocks: _Blocks, block: int, p: Piece, probe: Probe, tol: Tolerance) -> tuple[str, tuple]:
-    """The verdict on one element whose piece disagrees: believed when the two steps show it
-    smooth; else (a NaN/Inf or a kink within the step) looked at again at the plain step
-    ``eps``, as full mode's second look does."""
-    start = int(blocks.bounds[block])
-    weight = float(blocks.direction(block)[p.lo - start])
-    if not p.shaky:
-        return "mismatch", (p.lo, p.analytic / weight, p.numeric / weight)
+def _element(blocks: _Blocks, k: int, probe: Probe, tol: Tolerance) -> tuple[str, tuple]:
+    """The verdict on flat element ``k``, measured on its own as full mode measures it
+    (error-estimated, a kink or NaN within the step looked at again at ``eps``): "ok", "kink",
+    "undefined" or "mismatch", with ``(k, analytic, numeric)``."""
     t = blocks.t
-    d = remembered(
+    a = blocks.flat[k : k + 1]
+    at = np.array([k])
+    d = measure(
         probe,
-        (t.name, t.array.shape, "elements", probe.eps, np.array([p.lo]).tobytes()),
-        lambda: numerical_gradient(
-            probe.evaluate, t.array, eps=probe.eps, indices=[p.lo], f0=probe.L0
+        lambda step: remembered(
+            probe,
+            (t.name, t.array.shape, "elements", step, at.tobytes()),
+            lambda: numerical_gradient(probe.evaluate, t.array, eps=step, indices=at, f0=probe.L0),
         ),
     )
-    a = float(blocks.flat[p.lo])
+    shaky = np.asarray(d.kinks if d.kinks is not None else [True], dtype=bool)
+    if probe.estimated and not probe.float32_inside:
+        d, shaky = second_look(t, a, at, d, probe, tol)
     n = float(d.central[0])
-    plain = plain_tolerance(probe, tol)
-    allowed = float(plain.allowed(np.array(a), np.array(n)))
+    values = (k, float(a[0]), n)
     if not math.isfinite(n):
-        return "undefined", (p.lo, a, n)
-    if abs(a - n) <= allowed:
-        return "ok", (p.lo, a, n)
+        return "undefined", values
+    allowed = float(tol.allowed(a, d.central)[0] + np.broadcast_to(d.error, (1,))[0])
+    if abs(values[1] - n) <= allowed:
+        return "ok", values
+    gap = abs(float(d.left[0] - d.right[0]))
     if (
         probe.excuse_kinks
-        and abs(float(d.left[0] - d.right[0])) > allowed
-        and bool(within(np.array(a), d.left, d.right, np.array(allowed))[0])
+        and bool(shaky[0])
+        and gap > allowed
+        and bool(within(a, d.left, d.right, np.array(allowed))[0])
     ):
-        return "kink", (p.lo, a, n)
-    return "mismatch", (p.lo, a, n)
+        return "kink", values
+    return "mismatch", values

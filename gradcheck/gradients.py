@@ -51,7 +51,8 @@ def run(
 ) -> tuple[list[Entry], analytic.Observations]:
     """The gradient rows, and the observations with what the comparison found (and without
     the analytic gradients, which the contract checks need not hold). ``cache``: finite
-    differences kept across checks of the same forward (:func:`gradcheck.differences.remembered`)."""
+    differences kept across checks of the same forward
+    (:func:`gradcheck.differences.remembered`)."""
     targets = _targets(box, subject, obs)
     movable = [t for t in targets if t.array.size]
     tol = Tolerance(settings.atol, settings.rtol, obs.noise)
