@@ -160,8 +160,8 @@ def compare_blocks(
     largest = int(np.max(np.diff(blocks.bounds)))
     entry = Entry(t.name, "gradient", "ok", shape=shape, label=t.label)
     entry.checked = t.array.size
-    described = f"{count} block(s) of up to {largest} elements, each <grad, u> along random weights"
-    entry.message = f"blocks: every element, in {described}"
+    # (one block, the usual case of a small tensor, goes without saying)
+    entry.message = f"blocks: {count} of up to {largest} elements" if count > 1 else ""
     if not np.all(np.isfinite(blocks.flat)):  # a NaN/Inf element: blamed directly, by index
         if t.array.size <= settings.max_elements:
             return compare_elements(t, analytic, None, probe, tol, findings)
@@ -181,9 +181,9 @@ def compare_blocks(
         out = compare_elements(t, analytic, None, probe, tol, findings)
         if out.status == "ok":  # the blocks' disagreement was a kink or NaN the elements saw
             return out
-        out.message = "; ".join(
-            m for m in (f"{len(failing)} of {count} blocks disagree", out.message) if m
-        )
+        if count > 1:
+            said = f"{len(failing)} of {count} blocks disagree"
+            out.message = f"{said}; {out.message}" if out.message else said
         return out
     return _bisected(entry, blocks, measured, failing, probe, tol)
 

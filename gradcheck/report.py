@@ -85,6 +85,12 @@ class Entry:
                     f" but the numeric derivative is {numeric} (|diff| "
                     f"{self.max_abs_error:.1e}); {self.wrong} of {self.checked} directions wrong"
                 )
+            elif "bisected to one element" in self.message:  # (auto: the first one found)
+                text = (
+                    f"{head}: |analytic - numeric| = {abs(self.analytic - self.numeric):.1e} at "
+                    f"{list(self.index)} (analytic {analytic}, numeric {numeric}): a wrong "
+                    "element, found by bisection"
+                )
             else:
                 text = (
                     f"{head}: max |analytic - numeric| = {self.max_abs_error:.1e} at "
