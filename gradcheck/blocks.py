@@ -3,24 +3,31 @@ disagree.
 
 The flat tensor is cut into blocks of at most :data:`BLOCK` elements. Along a direction ``u``
 of unit length made of random weights (:func:`weights`) on a block's ``m`` elements and zero
-elsewhere, the
-analytic side is ``<grad, u>`` and the numeric side one error-estimated directional derivative
-(:func:`gradcheck.differences.measure`: two steps, extrapolated, 4 forwards). The two agree when
+elsewhere, the analytic side is ``<grad, u>`` and the numeric side one error-estimated
+directional derivative (:func:`gradcheck.differences.measure`: two steps, extrapolated, 4
+forwards). The two agree when
 
-    |a - n| <= atol + noise + rtol * max(|a|, |n|, ||grad_block * u||) + error
+    |a - n| <= atol + noise + rtol * max(|a|, |n|) + error
 
 where noise is the measured rounding of the loss divided by the step, and error the estimate of
 the extrapolation's own. A block that agrees is trusted whole: a wrong element ``k`` moves
-``<grad, u>`` by its error times ``u[k]``, at least ``1/(2 sqrt(m))``, whatever the others do,
-so a block hides only an error smaller than the tolerance (no weight is ever near zero). A
-block that disagrees is split in halves and each half measured again (bisection), down to the
-one element that is wrong, as full mode would name it; a kink (or a NaN) within the step is
-split around the same way and its element looked at again at the plain step ``eps``. On a
-tensor of at most ``max_elements`` a disagreement is localised by every element at once
-instead, so that its pattern can be named (:func:`gradcheck.compare.compare_elements`).
+``<grad, u>`` by its error times ``u[k]``, about ``1/(1.5 sqrt(m))`` and never near zero,
+whatever the others do, so a block hides only an error smaller than the tolerance. Values the
+steps cannot be trusted for (a kink, a NaN or a steep function within them) are taken again
+at the plain step ``eps`` (:func:`gradcheck.differences.second_look`).
+
+A block that disagrees is split in halves and each half measured again (bisection), down to
+single elements, and an element is blamed only when, measured on its own as full mode measures
+it, it is wrong. When no single element is, the block is blamed as a whole only if it
+disagrees beyond what independent errors of ``rtol`` in each of its elements could add up to
+(:data:`SPREAD_SIGMAS`): a small error spread over many elements (a whole gate scaled by 1 %),
+which no element shows on its own. On a tensor of at most ``max_elements`` a disagreement is
+localised by every element at once instead, so that its pattern can be named
+(:func:`gradcheck.compare.compare_elements`).
 
 Cost: 4 forwards per block, so ``4 * ceil(n / BLOCK)`` per tensor, plus about ``8 * log2(BLOCK)``
-for a wrong element.
+for a wrong element; bisecting around many kinks costs more, and at most as many pieces as
+half the tensor's elements, beyond which the row says it could not verify the tensor.
 """
 
 from __future__ import annotations
@@ -30,24 +37,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck.compare import Findings, Target, compare_elements, undefined_message, within
+from gradcheck.compare import Findings, Target, compare_elements, undefined_message
 from gradcheck.differences import Probe, Tolerance, measure, remembered, second_look
-from gradcheck.numerical import (
-    directional_derivative,
-    numerical_gradient,
-    slice_derivative,
-    uniform_int16,
-)
+from gradcheck.numerical import Differences, directional_derivative, slice_derivative, uniform_int16
 from gradcheck.options import Settings
 from gradcheck.projections import nonfinite_entry
 from gradcheck.report import Entry
 
-__all__ = ["BLOCK", "block_bounds", "compare_blocks", "weights"]
+__all__ = ["BLOCK", "SPREAD_SIGMAS", "block_bounds", "compare_blocks", "weights"]
 
 #: The most elements one block holds: ``4 * ceil(n / BLOCK)`` forwards cover a tensor of n.
 BLOCK = 4096
-#: At most this many pieces per tensor are measured while bisecting.
-_MAX_PIECES = 96
+#: Pieces a tensor may be bisected into: at least this many, and up to half its elements.
+_MIN_PIECES = 96
+#: A block no single element of which is wrong is blamed whole when it disagrees by more than
+#: this many times ``rtol * ||grad_block * u||``: the standard deviation of the sum along ``u``
+#: of independent errors of ``rtol`` in each element (which full mode would pass).
+SPREAD_SIGMAS = 4.0
 
 
 def block_bounds(size: int) -> np.ndarray:
@@ -71,25 +77,25 @@ def weights(seed: int, size: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Piece:
     """One measured piece: the flat elements ``[lo, hi)``, ``<grad, u>`` and the numeric
-    derivative along ``u``, what they may differ by, and whether the numeric value is not to be
-    trusted as it is (NaN/Inf within the step, or a kink: the jump between the one-sided slopes
-    does not halve with the step)."""
+    derivative along ``u``, what they may differ by (``allowed``), the relative error, and
+    ``spread``: ``||grad_piece * u||``."""
 
     lo: int
     hi: int
     analytic: float
     numeric: float
     allowed: float
-    scale: float
-    shaky: bool
+    relative: float
+    spread: float
 
     @property
     def agrees(self) -> bool:
         return math.isfinite(self.numeric) and abs(self.analytic - self.numeric) <= self.allowed
 
-    @property
-    def relative(self) -> float:
-        return abs(self.analytic - self.numeric) / max(self.scale, 1e-300)
+    def beyond_spread(self, rtol: float) -> bool:
+        """Whether it disagrees beyond what errors of ``rtol`` in each element add up to."""
+        error = abs(self.analytic - self.numeric)
+        return not error <= self.allowed + SPREAD_SIGMAS * rtol * self.spread
 
 
 class _Blocks:
@@ -100,49 +106,50 @@ class _Blocks:
         self.t, self.flat, self.probe, self.tol = t, analytic.reshape(-1), probe, tol
         self.bounds = block_bounds(t.array.size)
         self.seed = int(probe.rng.integers(2**62))
-        self.pieces = 0
+        self.budget = max(_MIN_PIECES, t.array.size // 2)  # pieces left for bisection
+        self.worst: Piece | None = None  # the agreeing piece of the largest relative error
+        self._directions: dict[int, np.ndarray] = {}
 
     def direction(self, block: int) -> np.ndarray:
-        lo, hi = int(self.bounds[block]), int(self.bounds[block + 1])
-        u = weights(self.seed + block, hi - lo)
-        return u / np.linalg.norm(u)
+        u = self._directions.get(block)
+        if u is None:
+            lo, hi = int(self.bounds[block]), int(self.bounds[block + 1])
+            w = weights(self.seed + block, hi - lo)
+            u = self._directions[block] = w / np.linalg.norm(w)
+        return u
 
     def measure(self, block: int, lo: int, hi: int) -> Piece:
         start = int(self.bounds[block])
         u = self.direction(block)[lo - start : hi - start]
         t, probe, tol = self.t, self.probe, self.tol
         g = self.flat[lo:hi]
-        a = float(np.dot(g, u))
+        a = np.array([float(np.dot(g, u))])
 
-        def along(step: float):
-            if t.array.flags.c_contiguous:
-                return slice_derivative(probe.evaluate, t.array, lo, u, eps=step, f0=probe.L0)
-            v = np.zeros(t.array.size)
-            v[lo:hi] = u
-            return directional_derivative(
-                probe.evaluate, t.array, [v.reshape(t.array.shape)], eps=step, f0=probe.L0
-            )
+        def along(step: float, which: np.ndarray | None = None) -> Differences:
+            def differences() -> Differences:
+                if t.array.flags.c_contiguous:
+                    return slice_derivative(probe.evaluate, t.array, lo, u, eps=step, f0=probe.L0)
+                v = np.zeros(t.array.size)
+                v[lo:hi] = u
+                return directional_derivative(
+                    probe.evaluate, t.array, [v.reshape(t.array.shape)], eps=step, f0=probe.L0
+                )
 
-        key = (t.name, t.array.shape, "block", self.seed + block, lo, hi)
-        d = measure(probe, lambda step: remembered(probe, (*key, step), lambda: along(step)))
-        n = float(d.central[0])
-        error = float(np.broadcast_to(d.error, (1,))[0])
-        scale = max(abs(a), abs(n) if math.isfinite(n) else 0.0)
-        allowed = tol.atol + tol.noise + tol.rtol * scale + error
-        # a kink within the step: one-sided slopes apart by more than noise, and not by less
-        # at half the step (curvature halves the gap)
-        gap = abs(float(d.left[0]) - float(d.right[0]))
-        kink = d.kinks is not None and bool(d.kinks[0]) and gap > allowed
-        shaky = not math.isfinite(n) or kink
-        if shaky and abs(a - n) > allowed and probe.estimated and not probe.float32_inside:
-            # a kink or a domain edge within reach of the larger step: judged at the plain
-            # step eps instead (2 forwards), where it rarely is; a piece that still disagrees
-            # is split further
-            plain = remembered(probe, (*key, probe.eps), lambda: along(probe.eps))
-            n = float(plain.central[0])
-            scale = max(abs(a), abs(n) if math.isfinite(n) else 0.0)
-            allowed = tol.atol + probe.eps_noise + tol.noise + tol.rtol * scale
-        return Piece(lo, hi, a, n, allowed, scale, shaky)
+            key = (t.name, t.array.shape, "block", self.seed + block, lo, hi, step)
+            return remembered(probe, key, differences)
+
+        d = measure(probe, along)
+        if probe.estimated and not probe.float32_inside:
+            d, _ = second_look(probe, tol, a, d, along)
+        n = d.central
+        allowed = float(tol.allowed(a, n)[0] + np.broadcast_to(d.error, (1,))[0])
+        error = np.broadcast_to(d.error, (1,))
+        relative = float(tol.relative(a, n, error)[0]) if np.isfinite(n[0]) else math.inf
+        spread = float(np.linalg.norm(g * u))
+        piece = Piece(lo, hi, float(a[0]), float(n[0]), allowed, relative, spread)
+        if piece.agrees and (self.worst is None or relative > self.worst.relative):
+            self.worst = piece
+        return piece
 
 
 def compare_blocks(
@@ -168,97 +175,116 @@ def compare_blocks(
         return nonfinite_entry(entry, t, analytic, probe, findings)
     bounds = blocks.bounds
     measured = [blocks.measure(k, int(bounds[k]), int(bounds[k + 1])) for k in range(count)]
-    agreeing = [p for p in measured if p.agrees]
-    worst = max(agreeing, key=lambda p: p.relative, default=None)
-    if worst is not None:
-        entry.analytic, entry.numeric = worst.analytic, worst.numeric
-        entry.max_abs_error = max(abs(p.analytic - p.numeric) for p in agreeing)
-        entry.max_rel_error = worst.relative
     failing = [k for k, p in enumerate(measured) if not p.agrees]
-    if not failing:
-        return entry
-    if t.array.size <= settings.max_elements:  # every element at once: the pattern too
+    if failing and t.array.size <= settings.max_elements:  # every element: the pattern too
         out = compare_elements(t, analytic, None, probe, tol, findings)
-        if out.status == "ok":  # the blocks' disagreement was a kink or NaN the elements saw
-            return out
         if count > 1:
             said = f"{len(failing)} of {count} blocks disagree"
             out.message = f"{said}; {out.message}" if out.message else said
+        if out.status == "ok" and any(measured[k].beyond_spread(tol.rtol) for k in failing):
+            return _spread_over(entry, measured[failing[0]], count, blocks)
         return out
-    return _bisected(entry, blocks, measured, failing, probe, tol)
+    if failing:
+        entry = _bisected(entry, blocks, measured, failing, findings)
+    _worst_agreeing(entry, blocks)
+    return entry
+
+
+def _worst_agreeing(entry: Entry, blocks: _Blocks) -> None:
+    """The relative error of a row: the worst of the pieces that agreed (a wrong one's values
+    are already on the row)."""
+    worst = blocks.worst
+    if worst is None:
+        return
+    entry.max_rel_error = max(entry.max_rel_error, worst.relative)
+    entry.max_abs_error = max(entry.max_abs_error, abs(worst.analytic - worst.numeric))
+    if entry.status == "ok" and entry.analytic is None:
+        entry.analytic, entry.numeric = worst.analytic, worst.numeric
 
 
 def _bisected(
     entry: Entry,
     blocks: _Blocks,
-    measured: list,
+    measured: list[Piece],
     failing: list[int],
-    probe: Probe,
-    tol: Tolerance,
+    findings: Findings,
 ) -> Entry:
     """The entry of a large tensor whose ``failing`` blocks are bisected, one after the other,
     until one element is found wrong on its own (or none is: the blocks held kinks, or errors
     each within its element's tolerance)."""
-    t, shape = blocks.t, tuple(blocks.t.array.shape)
-    kinks = wrong_blocks = 0
-    undefined_at: tuple[int, ...] | None = None
-    found = None
+    t, shape, tol = blocks.t, tuple(blocks.t.array.shape), blocks.tol
+    kinks = 0
+    notes = [entry.message] if entry.message else []
+    said = f"{len(failing)} of {len(measured)} blocks disagree" if len(measured) > 1 else ""
+    said = said or "its one block disagrees"
     for k in failing:
-        piece = measured[k]
-        verdict, leaf = _bisect_block(blocks, k, piece, probe, tol)
+        verdict, found = _bisect_block(blocks, k, measured[k], findings)
         if verdict == "kink":
             kinks += 1
-        elif verdict == "undefined":
-            undefined_at = tuple(int(i) for i in np.unravel_index(leaf[0], shape))
-            break
-        elif verdict == "mismatch":
-            wrong_blocks += 1
-            found = leaf
-            break
-    failing_count = len(failing)
-    entry.wrong, entry.kinks = wrong_blocks, kinks
-    notes = [entry.message]
-    if undefined_at is not None:
-        entry.status = "fail"
-        entry.index = undefined_at
-        entry.analytic = float(blocks.flat[np.ravel_multi_index(undefined_at, shape)])
-        entry.numeric = float("nan")
-        notes.append(undefined_message(t, undefined_at, probe.eps))
-    elif found is not None:
-        entry.status = "mismatch"
-        flat_k, a, n = found
-        entry.analytic, entry.numeric = a, n
-        entry.max_abs_error = max(entry.max_abs_error, abs(a - n))
-        entry.max_rel_error = max(
-            entry.max_rel_error, float(tol.relative(np.array(a), np.array(n)))
-        )
-        entry.index = tuple(int(i) for i in np.unravel_index(flat_k, shape))
-        notes.append(f"{failing_count} of {len(measured)} blocks disagree; bisected to one element")
-        if a == 0:
-            entry.pattern = "zero where it should not be (analytic 0 at the wrong element)"
-    elif kinks:
-        entry.status = "kink"
+            continue
+        if verdict == "ok" and measured[k].beyond_spread(tol.rtol):
+            return _spread_over(entry, measured[k], len(measured), blocks)
+        if verdict == "unverified":
+            entry.status = "fail"
+            notes.append(
+                f"{said}; not verified: bisecting them ran out of its {blocks.budget} pieces "
+                "among non-differentiable points; mode='full' compares every element"
+            )
+            entry.message = "; ".join(notes)
+            return entry
+        if verdict in ("mismatch", "undefined"):
+            index = tuple(int(i) for i in np.unravel_index(found.index, shape))
+            entry.index, entry.analytic, entry.numeric = index, found.analytic, found.numeric
+            entry.wrong, entry.kinks = (1 if verdict == "mismatch" else 0), kinks
+            if verdict == "undefined":
+                entry.status = "fail"
+                notes.append(undefined_message(t, index, blocks.probe.eps))
+            else:
+                entry.status = "mismatch"
+                entry.max_abs_error = abs(found.analytic - found.numeric)
+                entry.max_rel_error = found.max_rel_error
+                notes.append(f"{said}; bisected to one element")
+                if found.analytic == 0:
+                    entry.pattern = "zero where it should not be (analytic 0 at the wrong element)"
+            entry.message = "; ".join(notes)
+            return entry
+    if kinks:
+        entry.status, entry.kinks = "kink", kinks
         notes.append(
             f"{kinks} block(s) hold a non-differentiable point, not compared there; "
             "the pieces split around it agree"
         )
     else:  # (a block's disagreement alone never blames: no element was wrong on its own)
-        notes.append(
-            f"{failing_count} of {len(measured)} blocks disagreed by more than their tolerance, "
-            "but bisected, no element of them is wrong on its own"
-        )
+        notes.append(f"{said} slightly, but no element is wrong on its own")
     entry.message = "; ".join(notes)
     return entry
 
 
+def _spread_over(entry: Entry, piece: Piece, count: int, blocks: _Blocks) -> Entry:
+    """A mismatch of a whole block: beyond what per-element errors of rtol add up to, though
+    no element is wrong on its own."""
+    entry.status = "mismatch"
+    entry.index = None
+    entry.analytic, entry.numeric = piece.analytic, piece.numeric
+    entry.max_abs_error = abs(piece.analytic - piece.numeric)
+    entry.max_rel_error = piece.relative
+    entry.checked, entry.wrong = count, 1
+    where = f"elements {piece.lo}..{piece.hi - 1} (flat)"
+    entry.message = (
+        f"blocks: the block of {where} disagrees, though no element of it is wrong on its own: "
+        "a small error spread over many elements"
+    )
+    return entry
+
+
 def _bisect_block(
-    blocks: _Blocks, block: int, piece: Piece, probe: Probe, tol: Tolerance
-) -> tuple[str, tuple | None]:
+    blocks: _Blocks, block: int, piece: Piece, findings: Findings
+) -> tuple[str, Entry | None]:
     """Split a disagreeing block until its pieces agree or are one element, and judge each such
-    element on its own (:func:`_element`). Returns the verdict: "mismatch" or "undefined" with
-    ``(flat index, analytic, numeric)`` of the element; "kink" when only kinks were found;
-    "ok" when every piece agreed in the end, or the budget ran out before any element was
-    found wrong (a block's disagreement alone never blames)."""
+    element on its own, as full mode does. Returns the verdict and, for "mismatch" and
+    "undefined", the element's entry (its flat index in ``index``): "kink" when only kinks
+    were found; "ok" when every piece agreed in the end; "unverified" when the tensor's budget
+    of pieces ran out first."""
     pending = [piece]
     kink = False
     while pending:
@@ -266,50 +292,28 @@ def _bisect_block(
         if p.agrees:
             continue
         if p.hi - p.lo == 1:
-            verdict, values = _element(blocks, p.lo, probe, tol)
+            verdict, found = _element(blocks, p.lo, findings)
             if verdict in ("mismatch", "undefined"):
-                return verdict, values
+                return verdict, found
             kink |= verdict == "kink"
             continue
-        if blocks.pieces + 2 > _MAX_PIECES:
-            break
+        if blocks.budget < 2:
+            return "unverified", None
         mid = (p.lo + p.hi) // 2
-        blocks.pieces += 2
+        blocks.budget -= 2
         pending += [blocks.measure(block, mid, p.hi), blocks.measure(block, p.lo, mid)]
     return ("kink" if kink else "ok"), None
 
 
-def _element(blocks: _Blocks, k: int, probe: Probe, tol: Tolerance) -> tuple[str, tuple]:
-    """The verdict on flat element ``k``, measured on its own as full mode measures it
-    (error-estimated, a kink or NaN within the step looked at again at ``eps``): "ok", "kink",
-    "undefined" or "mismatch", with ``(k, analytic, numeric)``."""
+def _element(blocks: _Blocks, k: int, findings: Findings) -> tuple[str, Entry]:
+    """Flat element ``k`` compared on its own exactly as full mode compares it (its kinks told
+    the same way): "ok", "kink", "undefined" or "mismatch", with its entry (whose ``index`` is
+    set to the flat index)."""
     t = blocks.t
-    a = blocks.flat[k : k + 1]
-    at = np.array([k])
-    d = measure(
-        probe,
-        lambda step: remembered(
-            probe,
-            (t.name, t.array.shape, "elements", step, at.tobytes()),
-            lambda: numerical_gradient(probe.evaluate, t.array, eps=step, indices=at, f0=probe.L0),
-        ),
+    one = compare_elements(
+        t, blocks.flat.reshape(t.array.shape), np.array([k]), blocks.probe, blocks.tol, findings
     )
-    shaky = np.asarray(d.kinks if d.kinks is not None else [True], dtype=bool)
-    if probe.estimated and not probe.float32_inside:
-        d, shaky = second_look(t, a, at, d, probe, tol)
-    n = float(d.central[0])
-    values = (k, float(a[0]), n)
-    if not math.isfinite(n):
-        return "undefined", values
-    allowed = float(tol.allowed(a, d.central)[0] + np.broadcast_to(d.error, (1,))[0])
-    if abs(values[1] - n) <= allowed:
-        return "ok", values
-    gap = abs(float(d.left[0] - d.right[0]))
-    if (
-        probe.excuse_kinks
-        and bool(shaky[0])
-        and gap > allowed
-        and bool(within(a, d.left, d.right, np.array(allowed))[0])
-    ):
-        return "kink", values
-    return "mismatch", values
+    one.index = k
+    if one.status == "fail":
+        return "undefined", one
+    return one.status, one

@@ -206,7 +206,7 @@ def _progress_reporter(
         "fast": lambda n: 2 * settings.projections,
         "auto": lambda n: 4 * -(-n // BLOCK),
     }[settings.mode]
-    total = sum(per_tensor(n) for n in sizes) + 19
+    total = sum(per_tensor(n) for n in sizes) + 20
 
     def report(done: int) -> None:
         progress(done, max(total, done))

@@ -14,6 +14,7 @@ re-measured with a smaller step before they are excused; a wrong gradient's patt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +28,20 @@ from gradcheck.differences import (
     remembered,
     second_look,
 )
-from gradcheck.numerical import numerical_gradient
+from gradcheck.numerical import Differences, numerical_gradient
 from gradcheck.options import Settings
 from gradcheck.report import MAX_KEPT, Entry, describe_pattern
 
-__all__ = ["CHUNK", "Findings", "Target", "check_target", "compare_elements", "merge", "within"]
+__all__ = [
+    "CHUNK",
+    "Findings",
+    "Target",
+    "check_target",
+    "compare_elements",
+    "elements_of",
+    "merge",
+    "within",
+]
 
 #: At most this many suspected kinks per gradient are re-measured with a 10x smaller step.
 _MAX_REFINED = 64
@@ -134,20 +144,12 @@ def compare_elements(
     for lo in range(0, count, CHUNK):
         hi = min(lo + CHUNK, count)
         idx = np.arange(lo, hi) if indices is None else indices[lo:hi]
-        d = measure(
-            probe,
-            lambda step, idx=idx: remembered(
-                probe,
-                (t.name, t.array.shape, "elements", step, idx.tobytes()),
-                lambda: numerical_gradient(
-                    probe.evaluate, t.array, eps=step, indices=idx, f0=probe.L0
-                ),
-            ),
-        )
+        take = elements_of(probe, t, idx)
+        d = measure(probe, take)
         a = flat_analytic[idx]
         shaky = None
         if probe.estimated and not probe.float32_inside:
-            d, shaky = second_look(t, a, idx, d, probe, tol)
+            d, shaky = second_look(probe, tol, a, d, take)
         n = d.central
         numeric[lo:hi] = n
         finite_a = np.isfinite(a)
@@ -169,7 +171,7 @@ def compare_elements(
         wrong[lo:hi] = bad & ~suspect & ~undefined[lo:hi]
         valid = ~suspect & finite
         if valid.any():
-            rel = tol.relative(a, n)
+            rel = tol.relative(a, n, d.error)
             max_abs = max(max_abs, float(err[valid].max()))
             max_rel = max(max_rel, float(rel[valid].max()))
             k = int(np.where(valid, rel, -1.0).argmax())
@@ -237,6 +239,23 @@ def compare_elements(
         entry.analytic_values = analytic.astype(np.float32)
         entry.numeric_values = numeric.reshape(shape)
     return entry
+
+
+def elements_of(
+    probe: Probe, t: Target, idx: np.ndarray
+) -> Callable[[float, np.ndarray | None], Differences]:
+    """``take(step, which=None)``: the central differences of the flat elements ``idx`` of
+    ``t`` (those the mask ``which`` selects) at ``step``, remembered."""
+
+    def take(step: float, which: np.ndarray | None = None) -> Differences:
+        at = idx if which is None else idx[which]
+        return remembered(
+            probe,
+            (t.name, t.array.shape, "elements", step, at.tobytes()),
+            lambda: numerical_gradient(probe.evaluate, t.array, eps=step, indices=at, f0=probe.L0),
+        )
+
+    return take
 
 
 def _refine_kinks(

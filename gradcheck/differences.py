@@ -15,14 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-from gradcheck.numerical import numerical_gradient
-
-if TYPE_CHECKING:
-    from gradcheck.compare import Target
 
 __all__ = [
     "NOISE_SIGMAS",
@@ -51,8 +46,14 @@ class Tolerance:
     def allowed(self, a: np.ndarray, n: np.ndarray) -> np.ndarray:
         return self.atol + self.noise + self.rtol * np.maximum(np.abs(a), np.abs(n))
 
-    def relative(self, a: np.ndarray, n: np.ndarray) -> np.ndarray:
-        floor = max((self.atol + self.noise) / self.rtol if self.rtol > 0 else 0.0, 1e-300)
+    def relative(self, a: np.ndarray, n: np.ndarray, error: Any = 0.0) -> np.ndarray:
+        """``|a - n|`` relative to the larger of ``|a|``, ``|n|`` and the size below which
+        the absolute terms (atol, noise, the value's own estimated ``error``) allow more than
+        ``rtol`` does: a value that passes is within about ``2 * rtol``."""
+        if self.rtol > 0:
+            floor = np.maximum((self.atol + self.noise + error) / self.rtol, 1e-300)
+        else:
+            floor = 1e-300
         return np.abs(a - n) / np.maximum(np.maximum(np.abs(a), np.abs(n)), floor)
 
     def all_agree(self, a: np.ndarray, n: np.ndarray) -> tuple[list[float], list[float]] | None:
@@ -93,7 +94,7 @@ class Probe:
     inside, so differences are taken at :data:`STEP32` and half of it and extrapolated, each
     with its error estimate (:func:`measure`); ``estimated``: the same in float64, at
     :data:`STEP64` (the tolerance's noise is then the measured rounding noise at that step, and
-    ``eps_noise`` that of a plain difference at ``eps``, for a second look)."""
+    ``eps_noise`` the same noise at ``eps``, for a second look's plain difference)."""
 
     evaluate: Callable[[], float]
     L0: float
@@ -124,15 +125,18 @@ def remembered(probe: Probe, key: tuple, compute: Callable[[], Any]) -> Any:
 @dataclass(frozen=True)
 class Measured:
     """Numeric derivatives at some elements or directions: ``central``, the one-sided slopes
-    ``left``/``right``, the estimated ``error`` of each central value (0 in float64, where the
-    tolerance's noise term covers rounding) and, in float32, ``kinks``: where the jump between
-    the one-sided slopes does not shrink with the step (a kink, not curvature)."""
+    ``left``/``right`` and the estimated ``error`` of each central value (0 for a plain
+    difference, whose rounding the tolerance's noise term covers). Error-estimated ones also
+    keep ``half``, the central difference at half the step (a third step extrapolates with it),
+    and ``kinks``: where the jump between the one-sided slopes does not shrink with the step
+    (a kink, not curvature)."""
 
     central: np.ndarray
     left: np.ndarray
     right: np.ndarray
     error: np.ndarray | float = 0.0
     kinks: np.ndarray | None = None
+    half: np.ndarray | None = None
 
 
 def measure(probe: Probe, differences: Callable[[float], Any]) -> Measured:
@@ -149,7 +153,7 @@ def measure(probe: Probe, differences: Callable[[float], Any]) -> Measured:
     error = np.abs(big.central - small.central)
     jump_big, jump_small = np.abs(big.left - big.right), np.abs(small.left - small.right)
     kinks = jump_small > 0.75 * jump_big  # curvature halves the jump with the step
-    return Measured(central, small.left, small.right, error, kinks)
+    return Measured(central, small.left, small.right, error, kinks, small.central)
 
 
 def plain_tolerance(probe: Probe, tol: Tolerance) -> Tolerance:
@@ -158,31 +162,53 @@ def plain_tolerance(probe: Probe, tol: Tolerance) -> Tolerance:
 
 
 def second_look(
-    t: Target, a: np.ndarray, idx: np.ndarray, d: Measured, probe: Probe, tol: Tolerance
+    probe: Probe,
+    tol: Tolerance,
+    a: np.ndarray,
+    d: Measured,
+    take: Callable[[float, np.ndarray], Any],
 ) -> tuple[Measured, np.ndarray]:
-    """Error-estimated float64 differences, with those that disagree where the larger step is
-    not to be trusted taken again plainly at ``eps``: a NaN/Inf at ``x ± STEP64`` (a domain
-    edge within the step), or one-sided slopes whose jump does not halve with the step (a
-    kink within it). A disagreement the two steps show smooth is believed as it is. Returns
-    the values (``kinks`` left to the caller, as for a plain difference; the plain ones' error
-    is their rounding noise) and where they were taken plainly."""
+    """Error-estimated float64 differences ``d`` of the analytic values ``a``, made sure of
+    where they decide the verdict. ``take(step, which)`` is the
+    :class:`~gradcheck.numerical.Differences` of the values ``which`` (a mask) at ``step``.
+
+    - A disagreement is believed when the one-sided slopes show no kink and a third step,
+      ``STEP64 / 4``, extrapolates (with the half step) to a value that still disagrees by
+      more than the two extrapolations differ: a kink within the steps, a NaN, or a function
+      too steep for them moves the value with the step, a wrong gradient does not.
+    - A disagreement that is not, and an agreement that rests on the error estimate alone (a
+      kink within the steps of an otherwise smooth block can hide an error behind it), are
+      taken again plainly at ``eps``, where kinks rarely are (and those that are, are told by
+      the caller as for any plain difference).
+
+    Returns the values (those taken plainly with their rounding noise as their error, and no
+    ``kinks``: the caller tells kinks as it does for plain differences) and where they were
+    taken plainly."""
     n = d.central
     finite = np.isfinite(n)
     with np.errstate(invalid="ignore"):
-        allowed = tol.allowed(a, n) + d.error
-        bad = ~finite | (np.abs(a - n) > allowed)
-        kink = np.asarray(d.kinks, dtype=bool) & (np.abs(d.left - d.right) > allowed)
-    shaky = bad & (~finite | kink)
+        base = tol.allowed(a, n)
+        bad = ~finite | (np.abs(a - n) > base + d.error)
+        leaning = ~bad & (np.asarray(d.error) > base)
+        # one-sided slopes apart by more than noise, and not closer at half the step (as on a
+        # smooth curve): a kink, even one the steps straddle alike (a ReLU at exactly 0)
+        kink = np.asarray(d.kinks, dtype=bool) & (np.abs(d.left - d.right) > base + d.error)
+    plain = leaning | (bad & kink)
+    suspects = bad & finite & ~kink
+    if suspects.any():
+        quarter = np.asarray(take(STEP64 / 4, suspects).central)
+        finer = (4 * quarter - np.asarray(d.half)[suspects]) / 3
+        with np.errstate(invalid="ignore"):
+            moved = np.abs(finer - n[suspects])
+            a_s = a[suspects]
+            believed = np.abs(a_s - finer) > tol.allowed(a_s, finer) + moved
+        plain[suspects] = ~believed
+    plain |= ~finite
     error = np.zeros(n.shape) + d.error
-    if not shaky.any():
-        return Measured(d.central, d.left, d.right, error, None), shaky
-    at = idx[shaky]
-    plain = remembered(
-        probe,
-        (t.name, t.array.shape, "elements", probe.eps, at.tobytes()),
-        lambda: numerical_gradient(probe.evaluate, t.array, eps=probe.eps, indices=at, f0=probe.L0),
-    )
+    if not plain.any():
+        return Measured(d.central, d.left, d.right, error, None), plain
+    again = take(probe.eps, plain)
     central, left, right = d.central.copy(), d.left.copy(), d.right.copy()
-    central[shaky], left[shaky], right[shaky] = plain.central, plain.left, plain.right
-    error[shaky] = probe.eps_noise
-    return Measured(central, left, right, error, None), shaky
+    central[plain], left[plain], right[plain] = again.central, again.left, again.right
+    error[plain] = probe.eps_noise
+    return Measured(central, left, right, error, None), plain

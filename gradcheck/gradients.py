@@ -28,7 +28,7 @@ from gradcheck.differences import (
     remembered,
 )
 from gradcheck.douts import digest
-from gradcheck.numerical import noise_level
+from gradcheck.numerical import NOISE_SPACING, noise_level
 from gradcheck.options import Settings
 from gradcheck.precision import float32_inside
 from gradcheck.report import Entry
@@ -39,6 +39,9 @@ __all__ = ["run"]
 
 _EPS32 = float(np.finfo(np.float32).eps)
 _EPS64 = float(np.finfo(np.float64).eps)
+#: The spacing of the noise measurement of a copy computing in float32: its points must move
+#: the arrays by more than float32 resolves, or no rounding would show.
+NOISE_SPACING32 = 1e-3
 
 
 def run(
@@ -69,7 +72,7 @@ def run(
     lenient = settings.dtype != "strict"
     found_before = precision is not None
     if found_before:
-        probe, tol = _judging_float32(probe, tol, obs, lenient)
+        probe, tol = _judging_float32(probe, tol, obs, lenient, movable)
     elif settings.mode != "fast":
         probe, tol = _estimated(probe, tol, movable, obs)
     findings = Findings()
@@ -80,7 +83,7 @@ def run(
     if precision is None and not all(e.passed for e in entries):  # a second look, wider
         precision = float32_inside(movable, probe, obs.noise, settings.atol, everything=True)
     if precision is not None and not found_before and not all(e.passed for e in entries):
-        probe, tol = _judging_float32(probe, tol, obs, lenient)
+        probe, tol = _judging_float32(probe, tol, obs, lenient, movable)
         findings = Findings()
         entries = [check_target(t, probe, tol, settings, findings) for t in targets]
     entries = _in_input_order(subject, box, entries) + _state_problems(entries, obs)
@@ -127,25 +130,51 @@ def _narrow(dtype: np.dtype) -> bool:
 
 
 def _judging_float32(
-    probe: Probe, tol: Tolerance, obs: analytic.Observations, lenient: bool
+    probe: Probe,
+    tol: Tolerance,
+    obs: analytic.Observations,
+    lenient: bool,
+    movable: list[Target],
 ) -> tuple[Probe, Tolerance]:
     """The probe and tolerance for a copy found computing in float32: at float32 precision
     (lenient), or held to float64 with no rounding noise excused as a kink (strict)."""
-    return _at_float32(probe, tol, obs) if lenient else (_no_kinks(probe), tol)
+    return _at_float32(probe, tol, obs, movable) if lenient else (_no_kinks(probe), tol)
 
 
 def _at_float32(
-    probe: Probe, tol: Tolerance, obs: analytic.Observations
+    probe: Probe, tol: Tolerance, obs: analytic.Observations, movable: list[Target]
 ) -> tuple[Probe, Tolerance]:
     """The probe and tolerance of float32 precision: differences at :data:`STEP32` and half of
     it, extrapolated, each with its error estimate (:func:`gradcheck.differences.measure`); an
     analytic gradient may be off by float32 rounding over a few thousand operations
-    (:data:`RTOL32`), the loss by float32 rounding of its terms, divided by the step."""
-    noise = _EPS32 * obs.loss_scale / STEP32
+    (:data:`RTOL32`), the loss by its rounding as measured (:func:`_loss_noise`, at a spacing
+    float32 resolves), divided by the step."""
+    sigma = _loss_noise(probe, movable, obs, NOISE_SPACING32)
+    if math.isfinite(sigma):
+        noise = NOISE_SIGMAS * sigma / STEP32
+    else:  # (NaN/Inf that close to the point: as much as float32 rounds the loss)
+        noise = _EPS32 * obs.loss_scale / STEP32
     return (
         dataclasses.replace(probe, float32_inside=True),
         Tolerance(tol.atol, max(tol.rtol, RTOL32), noise),
     )
+
+
+def _loss_noise(
+    probe: Probe, movable: list[Target], obs: analytic.Observations, spacing: float
+) -> float:
+    """The standard deviation of the loss's rounding near the point, measured along a random
+    direction moving every checked array (:func:`gradcheck.numerical.noise_level`, 8
+    forwards); at least one float64 rounding of L0 itself. Inf when the loss is NaN/Inf that
+    close to the point."""
+    seed = int(probe.rng.integers(2**62))
+    names = tuple(t.name for t in movable)
+    sigma = remembered(
+        probe,
+        ("noise level", names, seed, spacing),
+        lambda: noise_level(probe.evaluate, [t.array for t in movable], seed, spacing=spacing),
+    )
+    return max(sigma, _EPS64 * abs(obs.L0))
 
 
 def _estimated(
@@ -153,21 +182,16 @@ def _estimated(
 ) -> tuple[Probe, Tolerance]:
     """The probe and tolerance of error-estimated float64 differences (``auto`` and ``full``):
     steps :data:`STEP64` and half of it, extrapolated, and a noise term made of the loss's
-    rounding as measured here (:func:`gradcheck.numerical.noise_level`, 7 forwards; at least
-    one rounding of L0 itself), :data:`NOISE_SIGMAS` deep, divided by the step. Plain
+    rounding as measured here (:func:`gradcheck.numerical.noise_level`, 8 forwards; at least
+    one rounding of L0 itself), :data:`NOISE_SIGMAS` deep, divided by the step (the same
+    noise divided by ``eps`` for the plain differences of a second look). Plain
     differences (no measured noise) when the loss is NaN/Inf that close to the point."""
-    seed = int(probe.rng.integers(2**62))
-    names = tuple(t.name for t in movable)
-    sigma = remembered(
-        probe,
-        ("noise level", names, seed),
-        lambda: noise_level(probe.evaluate, [t.array for t in movable], seed, f0=probe.L0),
-    )
+    sigma = _loss_noise(probe, movable, obs, NOISE_SPACING)
     if not math.isfinite(sigma):
         return probe, tol
-    sigma = max(sigma, _EPS64 * abs(obs.L0))
     noise = NOISE_SIGMAS * sigma / STEP64
-    estimated = dataclasses.replace(probe, estimated=True, eps_noise=tol.noise)
+    plain = NOISE_SIGMAS * sigma / probe.eps  # (the same noise, at a second look's step)
+    estimated = dataclasses.replace(probe, estimated=True, eps_noise=plain)
     return estimated, Tolerance(tol.atol, tol.rtol, noise)
 
 

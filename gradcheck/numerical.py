@@ -237,9 +237,9 @@ def slice_derivative(
     (x: any shape, u: (m,)) -> central, left, right: (1,)
     """
     _check_arguments([x], eps)
-    view = x.reshape(-1)
-    if not np.shares_memory(view, x):
+    if not x.flags.c_contiguous:
         raise ValueError("x must be contiguous: perturb the checker's float64 copy")
+    view = x.reshape(-1)
     hi = lo + len(u)
     saved = view[lo:hi].copy()
     try:
@@ -265,28 +265,25 @@ def noise_level(
     xs: Sequence[np.ndarray],
     seed: int,
     *,
-    f0: float,
-    points: int = 8,
+    spacing: float = NOISE_SPACING,
 ) -> float:
     """The standard deviation of the rounding noise in ``f()`` near the arrays ``xs``, measured
-    rather than guessed (Moré and Wild's ECnoise, 2011): ``f`` at ``points`` equally spaced
-    points along a random direction of unit length (``points - 1`` forwards; ``f0`` is the
-    middle one's value), then the k-th differences of those values for k = 3..6. On a smooth
-    function they are of order ``spacing**k`` (nothing, at :data:`NOISE_SPACING`); on rounding
-    noise of standard deviation s each is s times a known factor, ``sqrt((2k)! / (k!)**2)``.
-    The largest of the four estimates is returned (a kink on the way only makes it larger)."""
-    _check_arguments(list(xs), NOISE_SPACING)
+    rather than guessed (after Moré and Wild's ECnoise, 2011): ``f`` at 8 equally spaced points
+    ``k * spacing`` (k = 1..8) along a random direction of unit length (8 forwards), then the
+    k-th differences of those values for k = 3..6. On a smooth function they are of order
+    ``spacing**k`` (nothing, at :data:`NOISE_SPACING`); on rounding noise of standard deviation
+    s each is s times a known factor, ``sqrt((2k)! / (k!)**2)``. The largest of the four
+    estimates is returned (a kink on the way only makes it larger). The points leave out the
+    unperturbed point itself: a kink exactly there (a ReLU at an input that is exactly 0, a tie
+    in a max) would otherwise count as noise."""
+    _check_arguments(list(xs), spacing)
     vs = [uniform_direction(int(seed) + k, a.shape) for k, a in enumerate(xs)]
     norm = math.sqrt(sum(float(np.dot(v.reshape(-1), v.reshape(-1))) for v in vs)) or 1.0
     saved = [a.copy() for a in xs]
-    middle = points // 2
-    values = np.empty(points)
+    values = np.empty(8)
     try:
-        for i in range(points):
-            if i == middle:
-                values[i] = f0
-                continue
-            step = (i - middle) * NOISE_SPACING / norm
+        for i in range(len(values)):
+            step = (i + 1) * spacing / norm
             for a, v, a0 in zip(xs, vs, saved, strict=True):
                 np.multiply(v, step, out=a, dtype=np.float64)
                 a += a0
@@ -298,7 +295,7 @@ def noise_level(
         return math.inf
     levels = []
     table = values
-    for k in range(1, min(points, 7)):
+    for k in range(1, 7):
         table = np.diff(table)
         if k >= 3:
             gamma = math.factorial(k) ** 2 / math.factorial(2 * k)

@@ -117,7 +117,7 @@ def _judge(
     kinky = bad & finite & (np.abs(d.left - d.right) > allowed)
     if d.kinks is not None:  # float32: kinks told from curvature by two steps; no bisection
         kinky &= d.kinks
-        return _unsplit(entry, a, n, err, bad, kinky, allowed, tol)
+        return _unsplit(entry, a, n, err, bad, kinky, tol)
     undefined = ~finite  # forward NaN/Inf at x +- eps * v
     wrong = bad & ~kinky & ~undefined
     rel = np.where(finite, tol.relative(a, n), np.inf)
@@ -207,7 +207,6 @@ def _unsplit(
     err: np.ndarray,
     bad: np.ndarray,
     kinky: np.ndarray,
-    allowed: np.ndarray,
     tol: Tolerance,
 ) -> Entry:
     """The entry from directions judged as they are, not split (float32 differences)."""

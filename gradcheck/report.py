@@ -79,11 +79,12 @@ class Entry:
             return text
         if self.status == "mismatch":
             analytic, numeric = _pair(self.analytic, self.numeric)
-            if self.index is None:  # found by a random projection, not at one element
+            if self.index is None:  # found along a direction, not at one element
+                unit = "blocks" if self.message.startswith("blocks") else "directions"
                 text = (
                     f"{head}: along a random direction v, <analytic, v> = {analytic}"
                     f" but the numeric derivative is {numeric} (|diff| "
-                    f"{self.max_abs_error:.1e}); {self.wrong} of {self.checked} directions wrong"
+                    f"{self.max_abs_error:.1e}); {self.wrong} of {self.checked} {unit} wrong"
                 )
             elif "bisected to one element" in self.message:  # (auto: the first one found)
                 text = (

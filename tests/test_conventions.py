@@ -862,3 +862,27 @@ def test_broken_copy_of_an_example_fails_the_cli_blaming_its_argument(
         sys.modules.pop(broken.stem, None)
     out = capsys.readouterr().out
     assert re.search(rf"^  {re.escape(blamed)} \(.*max \|analytic - numeric\|", out, re.M), out
+
+
+def test_a_pair_whose_backward_consumes_its_cache_fails_a_contract_line_not_the_check():
+    """cs231n-style code that pops its cache: the analytic pass runs it once and is fine; the
+    contract check that runs backward again from the same cache reports what was raised."""
+
+    def forward(x, w):
+        return x @ w, [x, w]
+
+    def popping_backward(dout, cache):
+        w, x = cache.pop(), cache.pop()  # consumes the cache
+        return dout @ w.T, x.T @ dout
+
+    def backward(dout, cache):
+        x, w = cache
+        return dout @ w.T, x.T @ dout
+
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((3, 4)), rng.standard_normal((4, 2))
+    report = gradcheck.check_pair(forward, popping_backward, x, w)
+    (line,) = [e for e in report.entries if e.name == "grads overwritten, not accumulated"]
+    assert line.status == "fail" and "IndexError: pop from empty list" in line.message
+    assert all(e.passed for e in report.gradients)
+    assert gradcheck.check_pair(forward, backward, x, w).passed
