@@ -56,8 +56,8 @@ class Entry:
     message: str = ""
     label: str = ""
     checked: int = 0  # elements (or directions) compared
-    wrong: int = 0  # of those, how many disagree
-    kinks: int = 0  # of those, how many sit at a non-differentiable point
+    wrong: int = 0  # of those, how many disagree (auto, bisected: those found, or the block)
+    kinks: int = 0  # of those, how many sit at a kink (auto, bisected: blocks holding one)
     errors: np.ndarray | None = field(default=None, repr=False, compare=False)
     analytic_values: np.ndarray | None = field(default=None, repr=False, compare=False)
     numeric_values: np.ndarray | None = field(default=None, repr=False, compare=False)
