@@ -39,7 +39,6 @@ __all__ = [
     "check_target",
     "compare_elements",
     "elements_of",
-    "merge",
     "within",
 ]
 
@@ -95,15 +94,12 @@ def check_target(
     analytic = analytic.astype(np.float64, copy=False)
     if np.may_share_memory(analytic, t.array):  # a gradient that is the array perturbed
         analytic = analytic.copy()
-    mode = settings.mode
-    compared = []
-    if mode == "full":
-        compared.append(compare_elements(t, analytic, None, probe, tol, findings))
-    elif mode == "auto":
-        compared.append(compare_blocks(t, analytic, probe, tol, settings, findings))
+    if settings.mode == "full":
+        entry = compare_elements(t, analytic, None, probe, tol, findings)
+    elif settings.mode == "auto":
+        entry = compare_blocks(t, analytic, probe, tol, settings, findings)
     else:
-        compared.append(compare_directions(t, analytic, probe, tol, settings, findings))
-    entry = merge(entry, compared)
+        entry = compare_directions(t, analytic, probe, tol, settings, findings)
     if misshapen:  # both facts: the shape, and whether the values (reshaped) agree
         values = "its values, reshaped, agree" if entry.passed else "its values are wrong too"
         entry.message = "; ".join(m for m in (misshapen, values, entry.message) if m)
@@ -300,30 +296,6 @@ def _refine_kinks(
     if len(rest):
         out[rest] = votes[1] == 0 or votes[0] / votes[1] > 0.5
     return out
-
-
-def merge(entry: Entry, parts: list[Entry]) -> Entry:
-    """One entry from the element check and the projection check of one tensor."""
-    if len(parts) == 1:  # made for the same tensor (name, shape, label) as entry: it is the one
-        return parts[0]
-    worst = max(parts, key=lambda e: (e.status == "mismatch", e.status == "fail", e.max_rel_error))
-    statuses = {e.status for e in parts}
-    entry.status = next((s for s in ("mismatch", "fail", "kink") if s in statuses), "ok")
-    for key in ("index", "analytic", "numeric", "pattern"):
-        setattr(entry, key, getattr(worst, key))
-    entry.max_abs_error = max(e.max_abs_error for e in parts)
-    entry.max_rel_error = max(e.max_rel_error for e in parts)
-    entry.checked = worst.checked
-    entry.wrong = worst.wrong
-    entry.kinks = sum(e.kinks for e in parts)
-    entry.message = "; ".join(e.message for e in parts if e.message)
-    if worst.message.startswith("projections") and entry.message != worst.message:
-        entry.message = (
-            worst.message
-            + "; "
-            + "; ".join(e.message for e in parts if e is not worst and e.message)
-        )
-    return entry
 
 
 def nonfinite_name(value: float) -> str:
