@@ -20,10 +20,10 @@ A block that disagrees is split in halves and each half measured again (bisectio
 single elements, and an element is blamed only when, measured on its own as full mode measures
 it, it is wrong. When no single element is, the block is blamed as a whole only if it
 disagrees beyond what independent errors of ``rtol`` in each of its elements could add up to
-(:data:`SPREAD_SIGMAS`): a small error spread over many elements (a whole gate scaled by 1 %),
-which no element shows on its own. On a tensor of at most ``max_elements`` a disagreement is
-localised by every element at once instead, so that its pattern can be named
-(:func:`gradcheck.compare.compare_elements`).
+(:data:`gradcheck.differences.SPREAD_SIGMAS`): a small error spread over many elements (a
+whole gate scaled by 1 %), which no element shows on its own. On a tensor of at most
+``max_elements`` a disagreement is localised by every element at once instead, so that its
+pattern can be named (:func:`gradcheck.compare.compare_elements`).
 
 Cost: 4 forwards per block, so ``4 * ceil(n / BLOCK)`` per tensor, plus about ``8 * log2(BLOCK)``
 for a wrong element; bisecting around many kinks costs more, and at most as many pieces as
@@ -38,22 +38,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck.compare import Findings, Target, compare_elements, undefined_message
-from gradcheck.differences import Probe, Tolerance, measure, remembered, second_look
+from gradcheck.differences import (
+    SPREAD_SIGMAS,
+    Probe,
+    Tolerance,
+    measure,
+    remembered,
+    second_look,
+)
 from gradcheck.numerical import Differences, directional_derivative, slice_derivative, uniform_int16
 from gradcheck.options import Settings
 from gradcheck.projections import nonfinite_entry
 from gradcheck.report import Entry
 
-__all__ = ["BLOCK", "SPREAD_SIGMAS", "block_bounds", "compare_blocks", "weights"]
+__all__ = ["BLOCK", "block_bounds", "compare_blocks", "weights"]
 
 #: The most elements one block holds: ``4 * ceil(n / BLOCK)`` forwards cover a tensor of n.
 BLOCK = 4096
 #: Pieces a tensor may be bisected into: at least this many, and up to half its elements.
 _MIN_PIECES = 96
-#: A block no single element of which is wrong is blamed whole when it disagrees by more than
-#: this many times ``rtol * ||grad_block * u||``: the standard deviation of the sum along ``u``
-#: of independent errors of ``rtol`` in each element (which full mode would pass).
-SPREAD_SIGMAS = 4.0
 
 
 def block_bounds(size: int) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 __all__ = [
     "NOISE_SIGMAS",
     "RTOL32",
+    "SPREAD_SIGMAS",
     "STEP32",
     "STEP64",
     "Measured",
@@ -85,6 +86,10 @@ STEP64 = float(np.finfo(np.float64).eps) ** 0.2
 #: how many standard deviations of the measured rounding noise, divided by the step, a numeric
 #: value may be off (the extrapolation's own noise is about 2)
 NOISE_SIGMAS = 16.0
+#: A disagreement along a direction ``v`` blames more than single elements only beyond this many
+#: times ``rtol * ||grad * v||``: the standard deviation of the sum along ``v`` of independent
+#: errors of ``rtol`` in each element (which full mode would pass).
+SPREAD_SIGMAS = 4.0
 
 
 @dataclass(frozen=True)

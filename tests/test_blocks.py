@@ -307,3 +307,38 @@ def test_an_error_spread_thinly_over_a_block_is_blamed_on_the_block():
     assert w.status == "mismatch" and w.index is None
     assert "no element of it is wrong on its own" in w.message
     assert check_layer(_Float32Tanh(W), x, contract=False).passed
+
+
+class _BookSoftmaxWithLoss:
+    """The book's: the loss of log(y + 1e-7), the backward of log(y). Every element off by a
+    relative 1e-7 / y, under rtol at these sizes: full mode passes it."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+
+    def forward(self, x, t):
+        self.t = t
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self.y = e / e.sum(axis=1, keepdims=True)
+        return -np.sum(np.log(self.y[np.arange(len(t)), t] + 1e-7)) / len(t)
+
+    def backward(self, dout=1):
+        dx = self.y.copy()
+        dx[np.arange(len(self.t)), self.t] -= 1
+        return dout * dx / len(self.t)
+
+
+def test_fast_mode_blames_a_marginal_direction_only_on_an_element_wrong_on_its_own():
+    """A softmax gradient cancels along a random direction, so errors each under rtol can add
+    up to more than rtol of <grad, v>: fast mode splits such a direction instead of blaming it
+    (seed 25 failed fast mode before), and still catches a real error."""
+    rng = np.random.default_rng(25)
+    x, t = rng.standard_normal((3, 7)), rng.integers(0, 7, 3)
+    for mode in ("full", "fast"):
+        assert check_layer(_BookSoftmaxWithLoss(), x, t, mode=mode, seed=25).passed, mode
+
+    class Unscaled(_BookSoftmaxWithLoss):
+        def backward(self, dout=1):
+            return super().backward(dout) * len(self.t)  # BUG: not divided by N
+
+    assert not check_layer(Unscaled(), x, t, mode="fast", seed=25).passed
