@@ -5,8 +5,8 @@ Each checked quantity (a float input, a parameter, the initial state ``dh``/``dc
 ``full`` mode differences every element; ``auto`` covers every element by blocked projections,
 bisected where they disagree (:mod:`gradcheck.blocks`); ``fast`` mode projects on random
 directions (:mod:`gradcheck.projections`). ``auto`` and ``full`` take error-estimated
-differences (:func:`measure`: two steps, extrapolated); a value the larger step cannot be
-trusted for (a kink or a NaN within it) is taken again at ``eps`` (:func:`second_look`).
+differences (:func:`gradcheck.differences.measure`: two steps, extrapolated); a value the steps
+cannot be trusted for is taken again at ``eps`` (:func:`gradcheck.differences.second_look`).
 Elements whose one-sided slopes disagree are suspected kinks (non-differentiable points),
 re-measured with a smaller step before they are excused; a wrong gradient's pattern is named
 (:func:`gradcheck.report.describe_pattern`).

@@ -5,8 +5,9 @@ point, the step); :func:`measure` takes a derivative plainly at the step ``eps``
 error-estimated: at two steps, extrapolated (Richardson), with the estimated error of each
 value (always for a layer computing in float32 inside, and in ``auto`` and ``full`` mode in
 float64). A :class:`Tolerance` says when a numeric value agrees with an analytic one;
-:func:`second_look` takes again, plainly at ``eps``, the error-estimated values the larger step
-cannot be trusted for (a kink or a NaN within it). :func:`remembered` keeps differences across
+:func:`second_look` believes an error-estimated disagreement only when a third step confirms
+it, and takes again, plainly at ``eps``, the values the steps cannot be trusted for (a kink, a
+NaN or a steep function within them). :func:`remembered` keeps differences across
 checks of one forward.
 """
 
